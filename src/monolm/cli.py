@@ -1,0 +1,97 @@
+"""Entry-point wrapper: a user's mistake ends in one line on stderr and exit code 2.
+
+Hydra prints composition errors over several lines with a hint about HYDRA_FULL_ERROR. We let
+Hydra raise instead (HYDRA_FULL_ERROR=1, unless the user set it) and condense the errors a user
+can cause (unknown option, unknown key, wrong type, bad override syntax, UserError) into one line.
+Anything else is a bug and keeps its full traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf.errors import OmegaConfBaseException
+
+from monolm.errors import UserError, did_you_mean
+
+EXIT_USER_ERROR = 2
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return "; ".join(lines)
+
+
+def _missing_option(exc: MissingConfigException) -> str:
+    options = list(exc.options or [])
+    missing = str(exc.missing_cfg_file or "")
+    group, _, name = missing.rpartition("/")
+    if options and name:
+        return f"unknown {group or 'config'} option '{name}': {did_you_mean(name, options)}"
+    return _one_line(str(exc).split("\n\n")[0])
+
+
+def _omegaconf(exc: OmegaConfBaseException) -> str:
+    key = getattr(exc, "full_key", None)
+    message = str(exc).splitlines()[0]
+    parent = getattr(exc, "parent_node", None)
+    child_key = getattr(exc, "key", None)
+    if "not in struct" in message or "Key '" in message and "not in" in message:
+        valid = list(parent.keys()) if parent is not None and hasattr(parent, "keys") else []
+        hint = f": {did_you_mean(str(child_key), valid)}" if valid else ""
+        return f"unknown config key '{key}'{hint}"
+    return f"{message} (key: {key})" if key else message
+
+
+def describe(exc: BaseException) -> str | None:
+    """The one-line description of a user error, or None if `exc` is not one."""
+    if isinstance(exc, UserError):
+        return _one_line(str(exc))
+    if isinstance(exc, MissingConfigException):
+        return _missing_option(exc)
+    if isinstance(exc, OmegaConfBaseException):
+        return _omegaconf(exc)
+    if isinstance(exc, HydraException):
+        cause = exc.__cause__
+        if isinstance(cause, OmegaConfBaseException | UserError):
+            return describe(cause)
+        return _one_line(str(exc))
+    return None
+
+
+def _exit_with(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(EXIT_USER_ERROR)
+
+
+def user_errors_exit(task: F) -> F:
+    """Wrap a Hydra task function: a UserError raised inside a job exits 2 with one line
+    (caught here, before Hydra's job runner adds its own line about the failed job)."""
+
+    @functools.wraps(task)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return task(*args, **kwargs)
+        except UserError as exc:
+            _exit_with(_one_line(str(exc)))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def run(main: Callable[[], object]) -> None:
+    """Call a `@hydra.main` function; report user errors in one line and exit 2."""
+    user_wants_traces = "HYDRA_FULL_ERROR" in os.environ
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    try:
+        main()
+    except Exception as exc:
+        message = None if user_wants_traces else describe(exc)
+        if message is None:
+            raise
+        _exit_with(message)

@@ -1,0 +1,1 @@
+"""Typed configuration schema and the validation that runs before any heavy work."""

@@ -1,0 +1,146 @@
+"""Structured-config schema for `train.py`.
+
+Registered in Hydra's ConfigStore as `train_schema` and composed first in `conf/train.yaml`, so
+an unknown key or a value of the wrong type fails at composition, before anything is loaded.
+Groups whose options have different shapes (constraint, logger) are typed loosely here and
+validated by the code that builds them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class FFNLayout:
+    """Where the feed-forward sublayers live, for constraints to find them.
+
+    `blocks` are glob patterns over `model.named_modules()` names of the FFN containers;
+    `input_projections` / `output_projections` are child names inside a block (W1 and W2 in
+    `W2 act(W1 x)`; a gated FFN lists both gate and up projections as inputs);
+    `attention_outputs` are glob patterns over full module names of attention output layers.
+    """
+
+    blocks: list[str] = MISSING
+    input_projections: list[str] = MISSING
+    output_projections: list[str] = MISSING
+    attention_outputs: list[str] = field(default_factory=list)
+    gated: bool = False
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    family: str = MISSING  # causal | seq2seq
+    name_or_path: str | None = None  # Hugging Face hub id or local directory
+    revision: str | None = None
+    pretrained: bool = True  # false: architecture from name_or_path's config, random weights
+    architecture: dict[str, Any] | None = None  # build from config with no download
+    tokenizer: str | None = None  # hub id / local dir; "bundled" builds the project tokenizer
+    trust_remote_code: bool = False
+    ffn: FFNLayout = field(default_factory=FFNLayout)
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    task: str = MISSING  # language_modeling | summarization
+    path: str | None = None  # datasets.load_dataset path (hub id or builder)
+    config_name: str | None = None
+    revision: str | None = None
+    data_files: dict[str, Any] | None = None  # split -> local file(s) or files inside the hub repo
+    bundled: str | None = None  # a dataset shipped with the package (monolm/data/bundled)
+    train_split: str = "train"
+    validation_split: str | None = "validation"
+    validation_fraction: float = 0.0  # without a validation split: hold out this share of train
+    max_train_examples: int | None = None
+    max_validation_examples: int | None = None
+    text_field: str = "text"
+    source_field: str = "article"
+    target_field: str = "highlights"
+    source_prefix: str = ""
+    max_length: int = 512  # LM block length, or source length for summarisation
+    max_target_length: int = 128
+
+
+@dataclass
+class DataConfig:
+    batch_size: int = 8  # per device, per micro-batch
+    eval_batch_size: int = 16
+    num_workers: int = 0
+    tokenize_num_proc: int | None = None
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    schedule: str = "linear"  # linear | cosine | constant
+    warmup_ratio: float = 0.0
+    min_lr_ratio: float = 0.0
+    schedule_steps: int | None = None  # lr schedule horizon in optimizer steps; default: max_steps
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "cpu"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto | ddp | fsdp
+    precision: str = "32-true"
+    max_steps: int = 200
+    max_epochs: int | None = None
+    val_check_interval: Any = None
+    check_val_every_n_epoch: int | None = None
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    num_sanity_val_steps: int = 0
+    log_every_n_steps: int = 10
+    gradient_clip_val: float | None = 1.0
+    gradient_clip_algorithm: str = "norm"
+    accumulate_grad_batches: int = 1
+    enable_progress_bar: bool = True
+    enable_model_summary: bool = True
+    deterministic: Any = None
+
+
+@dataclass
+class CallbacksConfig:
+    checkpoint_every_n_steps: int = 100
+    keep_checkpoints: int = 2  # periodic checkpoints kept besides last.ckpt (newest first)
+    lr_monitor: bool = True
+    throughput: bool = True
+    progress_refresh_rate: int = 10
+
+
+@dataclass
+class PathsConfig:
+    root_dir: str = MISSING
+    output_dir: str = MISSING
+    cache_dir: str = MISSING
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 42
+    model: ModelConfig = field(default_factory=ModelConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    constraint: Any = MISSING
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: Any = None
+    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    tags: list[str] = field(default_factory=list)
+
+
+def register_configs() -> None:
+    """Make `train_schema` available to the defaults list of conf/train.yaml."""
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)

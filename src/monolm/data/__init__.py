@@ -1,0 +1,1 @@
+"""Datasets: loading (hub, local files, bundled), tokenisation, packing, resumable loaders."""

@@ -1,0 +1,1 @@
+"""Model and tokenizer loading, FFN discovery, and the LightningModule shared by both families."""

@@ -1,0 +1,1 @@
+"""Optimizer, schedule, callbacks, run records and the training entry point."""

@@ -1,0 +1,143 @@
+"""`train.py`'s body: config -> tokenizer -> data -> model -> constraint -> Trainer.fit -> records.
+
+Everything a user can get wrong is checked in that order, cheapest first, so a bad value fails
+before model weights are read. The run directory is Hydra's output dir; re-running with the same
+`hydra.run.dir` resumes from its `checkpoints/last.ckpt`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+from omegaconf import DictConfig, OmegaConf
+
+from monolm.config.validate import validate_max_length, validate_train_config
+from monolm.constraints import build_constraint
+from monolm.data.datamodule import TextDataModule
+from monolm.errors import UserError
+from monolm.models.loading import load_model, load_model_config, load_tokenizer, max_positions
+from monolm.models.module import LanguageModelModule
+from monolm.training.callbacks import build_callbacks
+from monolm.training.checkpoint_io import AtomicCheckpointIO, resume_checkpoint
+from monolm.training.record import RunRecord, provenance, write_json
+
+log = logging.getLogger(__name__)
+
+
+def _instantiate_loggers(cfg: DictConfig) -> list[Any]:
+    loggers = []
+    for name, logger_cfg in (cfg.logger or {}).items():
+        try:
+            loggers.append(hydra.utils.instantiate(logger_cfg))
+        except Exception as exc:
+            cause = exc.__cause__ or exc
+            raise UserError(f"logger.{name}: {str(cause).splitlines()[0]}") from exc
+    return loggers
+
+
+def _strategy(cfg: DictConfig, model: torch.nn.Module) -> Any:
+    if cfg.trainer.strategy != "fsdp":
+        return cfg.trainer.strategy
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    # Wrap each transformer block (the classes the FFN blocks live in) as its own FSDP unit.
+    block_types = {type(m) for m in model.modules() if type(m).__name__ in ("GPTNeoXLayer", "T5Block")}
+    return FSDPStrategy(auto_wrap_policy=block_types, state_dict_type="full")
+
+
+def _total_steps(cfg: DictConfig, datamodule: TextDataModule, world_size: int) -> int:
+    """The lr schedule's horizon, from config (never trainer.estimated_stepping_batches, which
+    breaks dataloader-state restore: Lightning #20550)."""
+    if cfg.optim.schedule_steps:
+        return int(cfg.optim.schedule_steps)
+    if cfg.trainer.max_steps > 0:
+        return int(cfg.trainer.max_steps)
+    batches = len(datamodule.train_set) // world_size // cfg.data.batch_size
+    return max(1, batches // cfg.trainer.accumulate_grad_batches) * int(cfg.trainer.max_epochs)
+
+
+def build_trainer(
+    cfg: DictConfig, run_dir: Path, loggers: list[Any], model: torch.nn.Module
+) -> L.Trainer:
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_cfg.pop("strategy")
+    return L.Trainer(
+        **trainer_cfg,
+        strategy=_strategy(cfg, model),
+        logger=loggers or False,
+        callbacks=build_callbacks(cfg, run_dir / "checkpoints"),
+        plugins=[AtomicCheckpointIO(), SLURMEnvironment(auto_requeue=False)],
+        default_root_dir=run_dir,
+        use_distributed_sampler=False,  # TextDataModule shards by rank itself (exact resume)
+    )
+
+
+def _final_metrics(trainer: L.Trainer, module: LanguageModelModule) -> dict[str, Any]:
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))}
+    return {
+        "global_step": trainer.global_step,
+        "epoch": trainer.current_epoch,
+        "tokens_seen": module.tokens_seen,
+        **dict(sorted(metrics.items())),
+    }
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train one run in `cfg.paths.output_dir`; return its final metrics."""
+    validate_train_config(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    resume_from = resume_checkpoint(run_dir)
+    constraint = build_constraint(cfg.constraint)
+    loggers = _instantiate_loggers(cfg)
+    config = OmegaConf.to_container(cfg, resolve=True)
+
+    tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
+    model_config = load_model_config(cfg.model, tokenizer)
+    validate_max_length(cfg, max_positions(model_config))
+    datamodule = TextDataModule(cfg.dataset, cfg.data, tokenizer, cfg.seed)
+    datamodule.build()
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    model = load_model(cfg.model, model_config)
+    constraint.apply(model, cfg.model)
+    trainer = build_trainer(cfg, run_dir, loggers, model)
+    module = LanguageModelModule(
+        model,
+        constraint,
+        optim=OmegaConf.to_container(cfg.optim, resolve=True),
+        total_steps=_total_steps(cfg, datamodule, trainer.world_size),
+        config=config,
+    )
+
+    record = RunRecord(run_dir, config, cfg.seed)
+    if trainer.is_global_zero:
+        record.write(resumed_from=str(resume_from) if resume_from else None)
+        tokenizer.save_pretrained(run_dir / "tokenizer")
+    if resume_from:
+        log.info("resuming from %s", resume_from)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+        if trainer.interrupted:
+            raise KeyboardInterrupt
+        if trainer.checkpoint_callback and trainer.checkpoint_callback._last_global_step_saved != trainer.global_step:
+            trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    except BaseException:
+        if trainer.is_global_zero:
+            record.finish("failed")
+        raise
+    metrics = _final_metrics(trainer, module)
+    if trainer.is_global_zero:
+        write_json(run_dir / "metrics.json", {**provenance(config, cfg.seed), "metrics": metrics})
+        report = constraint.report(module.model)
+        if report is not None:
+            write_json(run_dir / "monotonicity.json", {**provenance(config, cfg.seed), **report})
+        record.finish("completed")
+        log.info("run dir: %s", run_dir)
+    return metrics
