@@ -1,9 +1,9 @@
 """Train a Pythia or T5 model, baseline or constrained.
 
-    python train.py                                   # tiny_pythia on bundled text, CPU
-    python train.py model=pythia_1.4b constraint=monotonic trainer=gpu seed=1337
-    python train.py -m seed=42,1337,2024 constraint=none,monotonic
-    python train.py --cfg job                         # print the composed config
+python train.py                                   # tiny_pythia on bundled text, CPU
+python train.py model=pythia_1.4b constraint=monotonic trainer=gpu seed=1337
+python train.py -m seed=42,1337,2024 constraint=none,monotonic
+python train.py --cfg job                         # print the composed config
 """
 
 import hydra

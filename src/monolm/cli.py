@@ -8,9 +8,9 @@ Anything else is a bug and keeps its full traceback.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -42,7 +42,7 @@ def _omegaconf(exc: OmegaConfBaseException) -> str:
     message = str(exc).splitlines()[0]
     parent = getattr(exc, "parent_node", None)
     child_key = getattr(exc, "key", None)
-    if "not in struct" in message or "Key '" in message and "not in" in message:
+    if "not in struct" in message or ("Key '" in message and "not in" in message):
         valid = list(parent.keys()) if parent is not None and hasattr(parent, "keys") else []
         hint = f": {did_you_mean(str(child_key), valid)}" if valid else ""
         return f"unknown config key '{key}'{hint}"

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import dataclasses
 import typing
+from typing import Any
 
 from monolm.config.schema import TrainConfig
 from monolm.constraints import constraint_names

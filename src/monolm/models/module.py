@@ -46,6 +46,9 @@ class LanguageModelModule(L.LightningModule):
         # Primitive values only: checkpoints must load with torch.load(weights_only=True).
         self.save_hyperparameters({"config": config or {}, "total_steps": total_steps})
         self.val_nll = MeanMetric()
+        # Kaplan's 6N FLOPs per trained token; ThroughputMonitor turns it into MFU on GPUs.
+        self.flops_per_token = 6 * sum(p.numel() for p in model.parameters())
+        self.flops_per_batch = 0
         self._tokens_restored = 0
         self._tokens_this_run: torch.Tensor | None = None  # on device: counting must not sync
 
@@ -60,8 +63,11 @@ class LanguageModelModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.model(**batch).loss
+        self.flops_per_batch = self.flops_per_token * batch["input_ids"].numel()
         tokens = batch["attention_mask"].sum() * self.trainer.world_size
-        self._tokens_this_run = tokens if self._tokens_this_run is None else self._tokens_this_run + tokens
+        self._tokens_this_run = (
+            tokens if self._tokens_this_run is None else self._tokens_this_run + tokens
+        )
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].size(0))
         self.log("train/ppl", torch.exp(loss.detach()), batch_size=batch["input_ids"].size(0))
         return loss

@@ -35,7 +35,35 @@ class StepSeeder(Callback):
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        torch.manual_seed(step_seed(self.seed, trainer.current_epoch, batch_idx, trainer.global_rank))
+        torch.manual_seed(
+            step_seed(self.seed, trainer.current_epoch, batch_idx, trainer.global_rank)
+        )
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint that also saves at the final optimizer step, at the batch boundary.
+
+    When max_steps is reached, Lightning closes the epoch and its epoch-end save records the
+    epoch as finished: a longer run resumed from it would start a new epoch with a new data
+    order. Saving at the last step's batch end records the true position in the epoch (and the
+    epoch-end save at the same step is then skipped), so stopping at step k and resuming to N
+    equals N straight steps.
+    """
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        final_step = 0 < trainer.max_steps <= trainer.global_step
+        if final_step and not self._should_skip_saving_checkpoint(trainer):
+            candidates = self._monitor_candidates(trainer)
+            self._save_topk_checkpoint(trainer, candidates)
+            self._save_last_checkpoint(trainer, candidates)
 
 
 def _tokens_in(batch: dict[str, torch.Tensor]) -> int:
@@ -50,7 +78,7 @@ def build_callbacks(cfg: Any, checkpoint_dir: Path) -> list[Callback]:
     callbacks_cfg = cfg.callbacks
     callbacks: list[Callback] = [
         StepSeeder(cfg.seed),
-        ModelCheckpoint(
+        StepCheckpoint(
             dirpath=checkpoint_dir,
             filename="step-{step:07d}",
             auto_insert_metric_name=False,

@@ -71,8 +71,11 @@ def device_description() -> dict[str, Any]:
             "name": torch.cuda.get_device_name(0),
             "count": torch.cuda.device_count(),
         }
-    return {"type": "cpu", "name": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads()}
+    return {
+        "type": "cpu",
+        "name": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def now_utc() -> str:

@@ -47,7 +47,9 @@ def _strategy(cfg: DictConfig, model: torch.nn.Module) -> Any:
     from lightning.pytorch.strategies import FSDPStrategy
 
     # Wrap each transformer block (the classes the FFN blocks live in) as its own FSDP unit.
-    block_types = {type(m) for m in model.modules() if type(m).__name__ in ("GPTNeoXLayer", "T5Block")}
+    block_types = {
+        type(m) for m in model.modules() if type(m).__name__ in ("GPTNeoXLayer", "T5Block")
+    }
     return FSDPStrategy(auto_wrap_policy=block_types, state_dict_type="full")
 
 
@@ -78,14 +80,8 @@ def build_trainer(
     )
 
 
-def _final_metrics(trainer: L.Trainer, module: LanguageModelModule) -> dict[str, Any]:
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))}
-    return {
-        "global_step": trainer.global_step,
-        "epoch": trainer.current_epoch,
-        "tokens_seen": module.tokens_seen,
-        **dict(sorted(metrics.items())),
-    }
+def _logged(trainer: L.Trainer, prefix: str) -> dict[str, float]:
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -125,14 +121,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         if trainer.interrupted:
             raise KeyboardInterrupt
-        if trainer.checkpoint_callback and trainer.checkpoint_callback._last_global_step_saved != trainer.global_step:
-            trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+        train_metrics = _logged(trainer, "train/")
         trainer.validate(module, datamodule=datamodule, verbose=False)
     except BaseException:
         if trainer.is_global_zero:
             record.finish("failed")
         raise
-    metrics = _final_metrics(trainer, module)
+    metrics = {
+        "global_step": trainer.global_step,
+        "epoch": trainer.current_epoch,
+        "tokens_seen": module.tokens_seen,
+        **train_metrics,
+        **_logged(trainer, "val/"),
+    }
     if trainer.is_global_zero:
         write_json(run_dir / "metrics.json", {**provenance(config, cfg.seed), "metrics": metrics})
         report = constraint.report(module.model)

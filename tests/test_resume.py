@@ -1,0 +1,62 @@
+"""Plain resume is exact: k steps, stop, resume in a new process to N equals N straight steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tests.conftest import FAST, run_script
+
+
+def assert_same_tensors(a: Any, b: Any, where: str = "") -> None:
+    """torch.equal on every tensor of two nested checkpoint structures."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), f"tensors differ at {where}"
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), f"keys differ at {where}"
+        for key in a:
+            assert_same_tensors(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), f"lengths differ at {where}"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_tensors(x, y, f"{where}[{i}]")
+
+
+def train(run_dir: Path, *overrides: str) -> None:
+    result = run_script("train.py", f"hydra.run.dir={run_dir}", *FAST, *overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def last(run_dir: Path) -> dict[str, Any]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("overrides", "stop", "total"),
+    [
+        # T5 has dropout 0.1: the random masks after the resume must be the same ones.
+        (("experiment=tiny_t5_summarization",), 2, 4),
+        # Accumulation, and an epoch of 2 optimizer steps: stop mid-epoch, resume across epochs.
+        (("trainer.accumulate_grad_batches=2", "dataset.max_train_examples=12"), 3, 7),
+    ],
+    ids=["tiny_t5-dropout", "tiny_pythia-accumulation-across-epochs"],
+)
+def test_resume_in_a_new_process_is_bit_exact(
+    tmp_path: Path, overrides: tuple[str, ...], stop: int, total: int
+) -> None:
+    common = (*overrides, f"optim.schedule_steps={total}", "trainer.val_check_interval=null")
+    train(tmp_path / "straight", *common, f"trainer.max_steps={total}")
+    train(tmp_path / "resumed", *common, f"trainer.max_steps={stop}")
+    assert last(tmp_path / "resumed")["global_step"] == stop
+    train(tmp_path / "resumed", *common, f"trainer.max_steps={total}")
+    straight, resumed = last(tmp_path / "straight"), last(tmp_path / "resumed")
+    assert straight["global_step"] == resumed["global_step"] == total
+    assert straight["epoch"] == resumed["epoch"]
+    assert_same_tensors(straight["state_dict"], resumed["state_dict"], "state_dict")
+    assert_same_tensors(straight["optimizer_states"], resumed["optimizer_states"], "optimizer")
+    assert straight["lr_schedulers"] == resumed["lr_schedulers"]
+    assert straight["tokens_seen"] == resumed["tokens_seen"]
