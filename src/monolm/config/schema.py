@@ -52,7 +52,7 @@ class DatasetConfig:
     path: str | None = None  # datasets.load_dataset path (hub id or builder)
     config_name: str | None = None
     revision: str | None = None
-    data_files: dict[str, Any] | None = None  # split -> local file(s) or files inside the hub repo
+    data_files: Any = None  # {split: local file(s) or file(s) inside the hub repo}
     bundled: str | None = None  # a dataset shipped with the package (monolm/data/bundled)
     train_split: str = "train"
     validation_split: str | None = "validation"
