@@ -127,7 +127,7 @@ def test_impossible_values_are_named(override: str, fragment: str) -> None:
 
 def test_max_length_must_fit_positions() -> None:
     cfg = compose_train("dataset.max_length=4096", OUT)
-    with pytest.raises(UserError, match="dataset.max_length=4096 exceeds the 2048 positions"):
+    with pytest.raises(UserError, match=r"dataset\.max_length=4096 exceeds the 2048 positions"):
         validate_max_length(cfg, 2048)
     validate_max_length(cfg, None)  # relative positions (T5): no limit
 

@@ -32,7 +32,9 @@ def save_like_the_hub(tmp_path: Path, *overrides: str) -> tuple[Path, torch.nn.M
     ("tiny", "real"),
     [("tiny_pythia", "pythia_70m"), ("tiny_t5", "t5_small"), ("tiny_t5", "flan_t5_base")],
 )
-def test_a_local_directory_loads_wherever_a_hub_id_does(tmp_path: Path, tiny: str, real: str) -> None:
+def test_a_local_directory_loads_wherever_a_hub_id_does(
+    tmp_path: Path, tiny: str, real: str
+) -> None:
     arch = ["model.architecture.feed_forward_proj=gated-gelu"] if real == "flan_t5_base" else []
     saved, original = save_like_the_hub(tmp_path, f"model={tiny}", *arch)
     cfg, tokenizer, loaded = build(f"model={real}", f"model.name_or_path={saved}")
@@ -44,7 +46,8 @@ def test_a_local_directory_loads_wherever_a_hub_id_does(tmp_path: Path, tiny: st
     assert tokenizer.decode(tokenizer(text)["input_ids"], skip_special_tokens=True) == text
 
     blocks = find_ffn_sublayers(loaded, cfg.model.ffn)
-    layers = loaded.config.num_hidden_layers if tiny == "tiny_pythia" else 2 * loaded.config.num_layers
+    config = loaded.config
+    layers = config.num_hidden_layers if tiny == "tiny_pythia" else 2 * config.num_layers
     assert len(blocks) == layers
     assert set(blocks[0].input_projections) == set(cfg.model.ffn.input_projections)
     assert find_attention_outputs(loaded, cfg.model.ffn)
@@ -52,16 +55,17 @@ def test_a_local_directory_loads_wherever_a_hub_id_does(tmp_path: Path, tiny: st
 
 def test_tiny_models_are_built_in_fp32_with_the_tokenizer_vocabulary() -> None:
     for name, expected_positions in (("tiny_pythia", 512), ("tiny_t5", None)):
-        cfg, tokenizer, model = build(f"model={name}")
+        _, tokenizer, model = build(f"model={name}")
         assert model.config.vocab_size == len(tokenizer)
         assert max_positions(model.config) == expected_positions
         assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
 def test_the_ffn_layout_of_a_wrong_architecture_is_reported() -> None:
-    cfg, _, model = build("model=tiny_t5")
+    _, _, t5 = build("model=tiny_t5")
+    pythia_layout = compose_train("model=pythia_70m", "paths.output_dir=/x").model.ffn
     with pytest.raises(UserError, match="no FFN blocks match"):
-        find_ffn_sublayers(model, compose_train("model=pythia_70m", "paths.output_dir=/x").model.ffn)
+        find_ffn_sublayers(t5, pythia_layout)
 
 
 def test_a_local_path_that_does_not_exist_is_named(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ def test_train_cli_writes_the_run_directory(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     result = run_script(
         "train.py", f"hydra.run.dir={run_dir}", *FAST, "trainer.max_steps=3", "seed=7",
-        "optim.lr=3e-4", "dataset.max_length=64", "logger=many", "callbacks.checkpoint_every_n_steps=2",
+        "optim.lr=3e-4", "dataset.max_length=64", "logger=many",
+        "callbacks.checkpoint_every_n_steps=2",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
 

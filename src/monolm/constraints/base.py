@@ -23,7 +23,7 @@ class Constraint:
         """Modify `model` in place."""
 
     def optimizer_groups(self, model: nn.Module) -> list[dict[str, Any]]:
-        """Parameter groups (`params`, `name`, optional `lr`, `weight_decay`) this constraint owns."""
+        """Groups (`params`, `name`, optional `lr`, `weight_decay`) this constraint owns."""
         return []
 
     def after_optimizer_step(self, model: nn.Module) -> None:

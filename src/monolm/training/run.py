@@ -30,7 +30,7 @@ from monolm.training.record import RunRecord, provenance, write_json
 log = logging.getLogger(__name__)
 
 
-def _instantiate_loggers(cfg: DictConfig) -> list[Any]:
+def instantiate_loggers(cfg: DictConfig) -> list[Any]:
     loggers = []
     for name, logger_cfg in (cfg.logger or {}).items():
         try:
@@ -90,7 +90,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.paths.output_dir)
     resume_from = resume_checkpoint(run_dir)
     constraint = build_constraint(cfg.constraint)
-    loggers = _instantiate_loggers(cfg)
+    loggers = instantiate_loggers(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
 
     tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
