@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -19,50 +16,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "offline")
 
 
+# Set before any test module imports `datasets`, which reads its cache location at import time.
+SESSION_CACHE = Path(tempfile.mkdtemp(prefix="monolm-test-cache-"))
+os.environ["MONOLM_CACHE"] = str(SESSION_CACHE / "monolm")
+os.environ["HF_DATASETS_CACHE"] = str(SESSION_CACHE / "datasets")
+
+
 @pytest.fixture(scope="session", autouse=True)
-def isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One cache for the session (bundled tokenizer, tokenised datasets), not the user's."""
-    cache = tmp_path_factory.mktemp("cache")
-    saved = {k: os.environ.get(k) for k in ("MONOLM_CACHE", "HF_DATASETS_CACHE")}
-    os.environ["MONOLM_CACHE"] = str(cache / "monolm")
-    os.environ["HF_DATASETS_CACHE"] = str(cache / "datasets")
-    yield cache
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-
-
-def compose_train(*overrides: str):
-    """The composed train config, exactly as `python train.py <overrides>` would see it."""
-    from hydra import compose, initialize_config_dir
-
-    from monolm.config.schema import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
-
-
-def run_script(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """`python <args>` from the repo root, as a user would run it."""
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
-# Settings that keep an end-to-end run to seconds on 2 CPU cores.
-FAST = (
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-    "trainer.log_every_n_steps=1",
-    "data.batch_size=4",
-    "data.eval_batch_size=8",
-    "dataset.max_validation_examples=8",
-)
+def isolated_caches() -> Iterator[Path]:
+    """The session's own cache (bundled tokenizer, tokenised datasets), not the user's."""
+    yield SESSION_CACHE
+    shutil.rmtree(SESSION_CACHE, ignore_errors=True)

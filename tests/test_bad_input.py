@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST, run_script
+from tests.helpers import FAST, run_script
 
 
 def assert_one_line_error(result, *fragments: str) -> str:

@@ -10,7 +10,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from monolm.cli import describe
 from monolm.config.validate import FAMILY_TASKS, validate_max_length, validate_train_config
 from monolm.errors import UserError
-from tests.conftest import CONF, compose_train
+from tests.helpers import CONF, compose_train
 
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 DATASETS = sorted(p.stem for p in (CONF / "dataset").glob("*.yaml"))

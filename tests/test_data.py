@@ -18,7 +18,7 @@ from monolm.data.sources import load_splits
 from monolm.data.tokenize import pack_for_causal_lm, tokenize_for_seq2seq
 from monolm.data.tokenizer import bundled_tokenizer_dir
 from monolm.errors import UserError
-from tests.conftest import compose_train
+from tests.helpers import compose_train
 
 
 @pytest.fixture(scope="module")

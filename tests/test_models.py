@@ -11,7 +11,7 @@ import torch
 from monolm.errors import UserError
 from monolm.models.ffn import find_attention_outputs, find_ffn_sublayers
 from monolm.models.loading import load_model, load_model_config, load_tokenizer, max_positions
-from tests.conftest import FAST, compose_train, run_script
+from tests.helpers import FAST, compose_train, run_script
 
 
 def build(*overrides: str):

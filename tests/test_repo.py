@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 CODE = ["src", "tests", "benchmarks", "train.py"]
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.conftest import FAST, run_script
+from tests.helpers import FAST, run_script
 
 
 def assert_same_tensors(a: Any, b: Any, where: str = "") -> None:

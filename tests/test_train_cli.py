@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import FAST, run_script
+from tests.helpers import FAST, run_script
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import torch
 
 from monolm.models.loading import load_model, load_model_config, load_tokenizer
 from monolm.training.run import train
-from tests.conftest import FAST, compose_train
+from tests.helpers import FAST, compose_train
 
 
 def initial_weights(cfg) -> dict[str, torch.Tensor]:

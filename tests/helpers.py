@@ -1,0 +1,45 @@
+"""Helpers shared by the tests: compose the real configs, run the real scripts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+
+def compose_train(*overrides: str):
+    """The composed train config, exactly as `python train.py <overrides>` would see it."""
+    from hydra import compose, initialize_config_dir
+
+    from monolm.config.schema import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+def run_script(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python <args>` from the repo root, as a user would run it."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+# Settings that keep an end-to-end run to seconds on 2 CPU cores.
+FAST = (
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "trainer.log_every_n_steps=1",
+    "data.batch_size=4",
+    "data.eval_batch_size=8",
+    "dataset.max_validation_examples=8",
+)
