@@ -25,12 +25,10 @@ from torch.optim import AdamW
 from torch.optim.lr_scheduler import LambdaLR
 
 from monolm.config.schema import register_configs
-from monolm.constraints import build_constraint
 from monolm.data.datamodule import TextDataModule
 from monolm.models.loading import load_model, load_model_config, load_tokenizer
-from monolm.models.module import LanguageModelModule
 from monolm.training.optim import WarmupDecay, build_param_groups
-from monolm.training.run import build_trainer, instantiate_loggers
+from monolm.training.run import prepare
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,18 +47,14 @@ class SteadyStateTimer(Callback):
         self.end = time.perf_counter()
 
 
-def lightning_tokens_per_s(cfg, tokenizer, model_config, datamodule, warmup: int) -> float:
+def lightning_tokens_per_s(cfg, warmup: int) -> float:
+    """train.py's own build path (training.run.prepare), timed inside trainer.fit."""
     with tempfile.TemporaryDirectory() as run_dir:
-        L.seed_everything(cfg.seed, verbose=False)
-        model = load_model(cfg.model, model_config)
-        constraint = build_constraint(cfg.constraint)
-        constraint.apply(model, cfg.model)
-        trainer = build_trainer(cfg, Path(run_dir), instantiate_loggers(cfg), model)
+        cfg.paths.output_dir = run_dir
+        setup = prepare(cfg)
         timer = SteadyStateTimer(warmup)
-        trainer.callbacks.append(timer)
-        optim = dict(cfg.optim)
-        module = LanguageModelModule(model, constraint, optim, cfg.trainer.max_steps)
-        trainer.fit(module, datamodule=datamodule)
+        setup.trainer.callbacks.append(timer)
+        setup.trainer.fit(setup.module, datamodule=setup.datamodule)
     steps = cfg.trainer.max_steps - warmup
     return steps * cfg.data.batch_size * cfg.dataset.max_length / (timer.end - timer.start)
 
@@ -119,7 +113,7 @@ def main() -> None:
     ratios = []
     for repeat in range(args.repeats):
         plain = plain_tokens_per_s(cfg, model_config, datamodule, args.warmup)
-        lightning = lightning_tokens_per_s(cfg, tokenizer, model_config, datamodule, args.warmup)
+        lightning = lightning_tokens_per_s(cfg, args.warmup)
         ratios.append(lightning / plain)
         print(
             f"repeat {repeat}: plain {plain:,.0f} tok/s  train.py {lightning:,.0f} tok/s  "

@@ -45,9 +45,9 @@ class Seq2SeqCollator:
         labels = torch.nn.utils.rnn.pad_sequence(
             targets, batch_first=True, padding_value=IGNORE_INDEX
         )
-        attention_mask = torch.zeros_like(input_ids)
-        for i, source in enumerate(sources):
-            attention_mask[i, : len(source)] = 1
+        lengths = torch.tensor([len(source) for source in sources])
+        positions = torch.arange(input_ids.size(1))
+        attention_mask = (positions[None, :] < lengths[:, None]).to(input_ids.dtype)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 

@@ -35,15 +35,15 @@ def _hub_kwargs(model_cfg: Any) -> dict[str, Any]:
     return kwargs
 
 
-def _raise_unloadable(what: str, source: str, exc: Exception) -> None:
+def _unloadable(what: str, source: str, exc: Exception) -> UserError:
     local = Path(source).expanduser()
     if local.exists() or source.startswith((".", "/", "~")):
         detail = "a directory written by save_pretrained" if local.is_dir() else "no such directory"
-        raise UserError(f"cannot load {what} from '{source}': {detail} ({exc})") from exc
-    raise UserError(
+        return UserError(f"cannot load {what} from '{source}': {detail} ({exc})")
+    return UserError(
         f"cannot load {what} '{source}': not a local directory, and the Hugging Face hub "
         f"did not provide it ({type(exc).__name__}: {str(exc).splitlines()[0]})"
-    ) from exc
+    )
 
 
 def load_tokenizer(model_cfg: Any, cache_dir: str | Path) -> PreTrainedTokenizerBase:
@@ -56,7 +56,7 @@ def load_tokenizer(model_cfg: Any, cache_dir: str | Path) -> PreTrainedTokenizer
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **_hub_kwargs(model_cfg))
     except (OSError, ValueError) as exc:
-        _raise_unloadable("tokenizer", source, exc)
+        raise _unloadable("tokenizer", source, exc) from exc
     if tokenizer.pad_token is None:
         # GPT-NeoX ships without a pad token; padding positions are masked out of every loss.
         tokenizer.pad_token = tokenizer.eos_token
@@ -86,8 +86,7 @@ def load_model_config(model_cfg: Any, tokenizer: PreTrainedTokenizerBase) -> Pre
     try:
         return AutoConfig.from_pretrained(model_cfg.name_or_path, **_hub_kwargs(model_cfg))
     except (OSError, ValueError) as exc:
-        _raise_unloadable("model config", model_cfg.name_or_path, exc)
-        raise  # unreachable: keeps type checkers honest
+        raise _unloadable("model config", model_cfg.name_or_path, exc) from exc
 
 
 def max_positions(config: PretrainedConfig) -> int | None:
@@ -108,5 +107,5 @@ def load_model(model_cfg: Any, config: PretrainedConfig) -> PreTrainedModel:
                 model_cfg.name_or_path, dtype=torch.float32, **_hub_kwargs(model_cfg)
             )
         except (OSError, ValueError) as exc:
-            _raise_unloadable("model weights", model_cfg.name_or_path, exc)
+            raise _unloadable("model weights", model_cfg.name_or_path, exc) from exc
     return model

@@ -8,6 +8,7 @@ before model weights are read. The run directory is Hydra's output dir; re-runni
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +85,22 @@ def _logged(trainer: L.Trainer, prefix: str) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train one run in `cfg.paths.output_dir`; return its final metrics."""
+@dataclass
+class Prepared:
+    """Everything `trainer.fit` needs, built and checked, nothing trained yet."""
+
+    run_dir: Path
+    config: dict[str, Any]
+    resume_from: Path | None
+    tokenizer: Any
+    datamodule: TextDataModule
+    module: LanguageModelModule
+    trainer: L.Trainer
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """Validate, then build tokenizer, data, model, constraint, module and Trainer, in the order
+    that makes a user's mistake fail before model weights are read."""
     validate_train_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
     resume_from = resume_checkpoint(run_dir)
@@ -110,11 +125,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         total_steps=_total_steps(cfg, datamodule, trainer.world_size),
         config=config,
     )
+    return Prepared(run_dir, config, resume_from, tokenizer, datamodule, module, trainer)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train one run in `cfg.paths.output_dir`; return its final metrics."""
+    setup = prepare(cfg)
+    run_dir, config, resume_from = setup.run_dir, setup.config, setup.resume_from
+    trainer, module, datamodule = setup.trainer, setup.module, setup.datamodule
+    constraint = module.constraint
 
     record = RunRecord(run_dir, config, cfg.seed)
     if trainer.is_global_zero:
         record.write(resumed_from=str(resume_from) if resume_from else None)
-        tokenizer.save_pretrained(run_dir / "tokenizer")
+        setup.tokenizer.save_pretrained(run_dir / "tokenizer")
     if resume_from:
         log.info("resuming from %s", resume_from)
     try:
