@@ -20,19 +20,28 @@ OUT = "paths.output_dir=/tmp/unused"
 def test_the_issue_lists_every_model_and_dataset() -> None:
     expected_models = {f"pythia_{s}" for s in ("70m", "160m", "410m", "1.4b", "2.8b", "6.9b")}
     expected_models |= {"t5_small", "t5_base", "t5_large", "flan_t5_base"}
-    expected_models |= {"tiny_pythia", "tiny_t5"}
+    expected_models |= {"tiny_pythia", "tiny_t5", "tiny_flan_t5"}
     assert set(MODELS) == expected_models
     assert set(DATASETS) == {
         "cnn_dailymail", "xsum", "samsum", "dialogsum", "pile", "wikitext103",
-        "tiny_summarization", "tiny_lm",
+        "tiny_summarization", "tiny_lm", "tiny",
     }  # fmt: skip
+
+
+def test_the_default_tiny_dataset_follows_the_model_family() -> None:
+    for model, expected in (("tiny_pythia", "tiny_lm"), ("tiny_t5", "tiny_summarization")):
+        cfg = compose_train(f"model={model}", OUT)
+        assert cfg.dataset.name == expected
+        assert cfg.dataset.task == FAMILY_TASKS[cfg.model.family]
+        assert cfg.dataset.bundled == expected
 
 
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_every_model_and_dataset_composes(model: str, dataset: str) -> None:
     cfg = compose_train(f"model={model}", f"dataset={dataset}", OUT)
-    assert cfg.model.name == model and cfg.dataset.name == dataset
+    assert cfg.model.name == model
+    assert cfg.dataset.name == dataset or dataset == "tiny"
     if FAMILY_TASKS[cfg.model.family] == cfg.dataset.task:
         validate_train_config(cfg)
     else:
@@ -46,7 +55,7 @@ def test_model_configs_name_family_source_and_ffn_location(model: str) -> None:
     assert cfg.family in ("causal", "seq2seq")
     assert (cfg.name_or_path is None) == (cfg.architecture is not None)
     assert cfg.ffn.blocks and cfg.ffn.input_projections and cfg.ffn.output_projections
-    assert cfg.ffn.gated == (model == "flan_t5_base")
+    assert cfg.ffn.gated == ("flan_t5" in model)
     if cfg.name_or_path:
         assert cfg.name_or_path.startswith(
             ("EleutherAI/pythia-", "google-t5/t5-", "google/flan-t5")

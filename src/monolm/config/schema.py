@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 @dataclass
@@ -21,13 +21,15 @@ class FFNLayout:
 
     `blocks` are glob patterns over `model.named_modules()` names of the FFN containers;
     `input_projections` / `output_projections` are child names inside a block (W1 and W2 in
-    `W2 act(W1 x)`; a gated FFN lists both gate and up projections as inputs);
-    `attention_outputs` are glob patterns over full module names of attention output layers.
+    `W2 act(W1 x)`; a gated FFN `W2 (act(W1_0 x) * W1_1 x)` lists the activated projection
+    first); `activation` is the child holding the activation function; `attention_outputs` are
+    glob patterns over full module names of attention output layers.
     """
 
     blocks: list[str] = MISSING
     input_projections: list[str] = MISSING
     output_projections: list[str] = MISSING
+    activation: str = "act"
     attention_outputs: list[str] = field(default_factory=list)
     gated: bool = False
 
@@ -141,6 +143,16 @@ class TrainConfig:
     tags: list[str] = field(default_factory=list)
 
 
+def by_family(causal: Any, seq2seq: Any, *, _root_: Any) -> Any:
+    """`${by_family:a,b}`: `a` for a causal model, `b` for a seq2seq one (dataset/tiny.yaml)."""
+    family = _root_.model.family
+    if family not in ("causal", "seq2seq"):
+        raise ValueError(f"model.family='{family}' is not causal or seq2seq")
+    return causal if family == "causal" else seq2seq
+
+
 def register_configs() -> None:
-    """Make `train_schema` available to the defaults list of conf/train.yaml."""
+    """Make `train_schema` available to the defaults list of conf/train.yaml, and the resolvers
+    the configs use."""
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    OmegaConf.register_new_resolver("by_family", by_family, replace=True)

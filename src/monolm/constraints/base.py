@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from typing import Any
 
+import torch
 from torch import nn
 
 
@@ -14,7 +18,9 @@ class Constraint:
     restored into it, so parametrised parameter names match); `optimizer_groups` when the
     optimizer is built, to claim parameters for groups with their own hyper-parameters;
     `after_optimizer_step` after every optimizer step (e.g. projection onto the feasible set);
-    `report` for the run directory's guarantee record (None: nothing to record).
+    `inference` around forward passes with no backward through the weights (validation,
+    generation, attacks), to cache derived weights; `report` for the run directory's guarantee
+    record (None: nothing to record).
     """
 
     name: str = "base"
@@ -22,15 +28,24 @@ class Constraint:
     def apply(self, model: nn.Module, model_cfg: Any) -> None:
         """Modify `model` in place."""
 
-    def optimizer_groups(self, model: nn.Module) -> list[dict[str, Any]]:
-        """Groups (`params`, `name`, optional `lr`, `weight_decay`) this constraint owns."""
+    def optimizer_groups(self, model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+        """Groups (`params`, `name`, `weight_decay`, optional `lr`) this constraint owns;
+        `weight_decay` is the run's setting for ordinary matrices."""
         return []
 
     def after_optimizer_step(self, model: nn.Module) -> None:
         """Restore the constraint after the optimizer moved the weights."""
 
-    def report(self, model: nn.Module) -> dict[str, Any] | None:
-        """A JSON-ready description of what the constraint guarantees on the actual tensors."""
+    def inference(self) -> AbstractContextManager[None]:
+        """A context for forward passes that never backpropagate into the weights. Do not run
+        two backward passes through weights computed inside one such context."""
+        return contextlib.nullcontext()
+
+    def report(
+        self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]] | None = None
+    ) -> dict[str, Any] | None:
+        """A JSON-ready description of what the constraint guarantees on the actual tensors;
+        with `batches` (validation data) it also includes an empirical verification."""
         return None
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
+
 from monolm.constraints.base import Constraint, NoConstraint
+from monolm.constraints.monotonic import MonotonicConstraint, MonotonicSettings
 from monolm.errors import UserError, did_you_mean
 
 
@@ -15,7 +18,14 @@ def _build_none(cfg: dict[str, Any]) -> Constraint:
     return NoConstraint()
 
 
-_BUILDERS: dict[str, Callable[[dict[str, Any]], Constraint]] = {"none": _build_none}
+def _build_monotonic(cfg: dict[str, Any]) -> Constraint:
+    return MonotonicConstraint(MonotonicSettings.from_dict(cfg))
+
+
+_BUILDERS: dict[str, Callable[[dict[str, Any]], Constraint]] = {
+    "none": _build_none,
+    "monotonic": _build_monotonic,
+}
 
 
 def constraint_names() -> list[str]:
@@ -24,7 +34,9 @@ def constraint_names() -> list[str]:
 
 def build_constraint(cfg: Any) -> Constraint:
     """The constraint named by `cfg.name`, configured with the remaining keys."""
-    settings = dict(cfg)
+    settings = (
+        OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    )
     name = settings.pop("name", None)
     if name not in _BUILDERS:
         raise UserError(f"unknown constraint '{name}': {did_you_mean(str(name), _BUILDERS)}")

@@ -25,7 +25,7 @@ from monolm.data.tokenizer import bundled_tokenizer_dir
 from monolm.errors import UserError
 
 FAMILIES = ("causal", "seq2seq")
-_AUTO_MODEL = {"causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM}
+AUTO_MODEL = {"causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM}
 
 
 def _hub_kwargs(model_cfg: Any) -> dict[str, Any]:
@@ -98,7 +98,7 @@ def max_positions(config: PretrainedConfig) -> int | None:
 
 def load_model(model_cfg: Any, config: PretrainedConfig) -> PreTrainedModel:
     """Pretrained weights (hub id or local dir) or a fresh init from `config` (seeded by caller)."""
-    auto = _AUTO_MODEL[model_cfg.family]
+    auto = AUTO_MODEL[model_cfg.family]
     if model_cfg.architecture is not None or not model_cfg.pretrained:
         model = auto.from_config(config, dtype=torch.float32)
     else:

@@ -73,7 +73,8 @@ class LanguageModelModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        loss = self.model(**batch).loss
+        with self.constraint.inference():
+            loss = self.model(**batch).loss
         self.val_nll.update(loss, weight=count_target_tokens(batch["labels"], self.causal))
 
     def on_validation_epoch_end(self) -> None:
@@ -89,7 +90,9 @@ class LanguageModelModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         optim = self.optim
         groups = build_param_groups(
-            self.model, optim["weight_decay"], self.constraint.optimizer_groups(self.model)
+            self.model,
+            optim["weight_decay"],
+            self.constraint.optimizer_groups(self.model, optim["weight_decay"]),
         )
         optimizer = AdamW(groups, lr=optim["lr"], betas=tuple(optim["betas"]), eps=optim["eps"])
         schedule = WarmupDecay(

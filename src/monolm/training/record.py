@@ -133,3 +133,27 @@ class RunRecord:
     def finish(self, status: str) -> None:
         wall = (datetime.now(UTC) - self._started).total_seconds()
         self.write(status=status, end_time=now_utc(), wall_time_s=round(wall, 3))
+
+
+class GuaranteeRecord:
+    """`monotonicity.json`: the constraint's record at the start of training (kept across resumed
+    segments) and after it, with the verification."""
+
+    def __init__(self, path: Path, header: dict[str, Any]) -> None:
+        self.path = path
+        self.header = header
+
+    def write_initial(self, report: dict[str, Any] | None) -> None:
+        if report is not None:
+            write_json(self.path, {**self.header, "initial": report, "final": None})
+
+    def write_final(self, report: dict[str, Any] | None) -> None:
+        if report is None:
+            return
+        initial = None
+        if self.path.exists():
+            try:
+                initial = json.loads(self.path.read_text()).get("initial")
+            except (json.JSONDecodeError, AttributeError):
+                initial = None
+        write_json(self.path, {**self.header, "initial": initial, "final": report})

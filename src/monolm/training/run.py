@@ -24,9 +24,10 @@ from monolm.data.datamodule import TextDataModule
 from monolm.errors import UserError
 from monolm.models.loading import load_model, load_model_config, load_tokenizer, max_positions
 from monolm.models.module import LanguageModelModule
+from monolm.runs import MODEL_CONFIG_DIR
 from monolm.training.callbacks import build_callbacks
 from monolm.training.checkpoint_io import AtomicCheckpointIO, resume_checkpoint
-from monolm.training.record import RunRecord, provenance, write_json
+from monolm.training.record import GuaranteeRecord, RunRecord, provenance, write_json
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,19 @@ def prepare(cfg: DictConfig) -> Prepared:
     return Prepared(run_dir, config, resume_from, tokenizer, datamodule, module, trainer)
 
 
+def _final_guarantee(
+    cfg: DictConfig, constraint: Any, module: LanguageModelModule, datamodule: TextDataModule
+) -> dict[str, Any] | None:
+    """The constraint's record on the trained tensors, verified on validation batches (skipped
+    under FSDP, whose rank 0 does not hold whole layers; run the verify command afterwards)."""
+    if cfg.trainer.strategy == "fsdp":
+        log.warning("FSDP: run `python -m monolm.constraints verify <run_dir>` to verify")
+        return constraint.report(module.model)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    module.model.to(device)
+    return constraint.report(module.model, batches=iter(datamodule.val_dataloader()))
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train one run in `cfg.paths.output_dir`; return its final metrics."""
     setup = prepare(cfg)
@@ -136,9 +150,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     constraint = module.constraint
 
     record = RunRecord(run_dir, config, cfg.seed)
+    guarantee = GuaranteeRecord(run_dir / "monotonicity.json", provenance(config, cfg.seed))
     if trainer.is_global_zero:
         record.write(resumed_from=str(resume_from) if resume_from else None)
         setup.tokenizer.save_pretrained(run_dir / "tokenizer")
+        module.model.config.save_pretrained(run_dir / MODEL_CONFIG_DIR)
+        if not resume_from:
+            guarantee.write_initial(constraint.report(module.model))
     if resume_from:
         log.info("resuming from %s", resume_from)
     try:
@@ -160,9 +178,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     }
     if trainer.is_global_zero:
         write_json(run_dir / "metrics.json", {**provenance(config, cfg.seed), "metrics": metrics})
-        report = constraint.report(module.model)
-        if report is not None:
-            write_json(run_dir / "monotonicity.json", {**provenance(config, cfg.seed), **report})
+        guarantee.write_final(_final_guarantee(cfg, constraint, module, datamodule))
         record.finish("completed")
         log.info("run dir: %s", run_dir)
     return metrics
