@@ -22,6 +22,18 @@ def compose_train(*overrides: str):
         return compose("train", overrides=list(overrides))
 
 
+def build_model(*overrides: str):
+    """(cfg, tokenizer, model) built the way train.py builds them, before any constraint."""
+    import lightning as L
+
+    from monolm.models.loading import load_model, load_model_config, load_tokenizer
+
+    cfg = compose_train(*overrides, "paths.output_dir=/tmp/unused")
+    tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
+    L.seed_everything(0, verbose=False)
+    return cfg, tokenizer, load_model(cfg.model, load_model_config(cfg.model, tokenizer))
+
+
 def run_script(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """`python <args>` from the repo root, as a user would run it."""
     return subprocess.run(

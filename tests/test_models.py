@@ -4,25 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 
 from monolm.errors import UserError
 from monolm.models.ffn import find_attention_outputs, find_ffn_sublayers
-from monolm.models.loading import load_model, load_model_config, load_tokenizer, max_positions
-from tests.helpers import FAST, compose_train, run_script
-
-
-def build(*overrides: str):
-    cfg = compose_train(*overrides, "paths.output_dir=/tmp/unused")
-    tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
-    L.seed_everything(0, verbose=False)
-    return cfg, tokenizer, load_model(cfg.model, load_model_config(cfg.model, tokenizer))
+from monolm.models.loading import max_positions
+from tests.helpers import FAST, build_model, compose_train, run_script
 
 
 def save_like_the_hub(tmp_path: Path, *overrides: str) -> tuple[Path, torch.nn.Module]:
-    _, tokenizer, model = build(*overrides)
+    _, tokenizer, model = build_model(*overrides)
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     return tmp_path, model
@@ -37,7 +29,7 @@ def test_a_local_directory_loads_wherever_a_hub_id_does(
 ) -> None:
     arch = ["model.architecture.feed_forward_proj=gated-gelu"] if real == "flan_t5_base" else []
     saved, original = save_like_the_hub(tmp_path, f"model={tiny}", *arch)
-    cfg, tokenizer, loaded = build(f"model={real}", f"model.name_or_path={saved}")
+    cfg, tokenizer, loaded = build_model(f"model={real}", f"model.name_or_path={saved}")
     assert type(loaded) is type(original)
     for key, value in original.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key]), key
@@ -55,14 +47,14 @@ def test_a_local_directory_loads_wherever_a_hub_id_does(
 
 def test_tiny_models_are_built_in_fp32_with_the_tokenizer_vocabulary() -> None:
     for name, expected_positions in (("tiny_pythia", 512), ("tiny_t5", None)):
-        _, tokenizer, model = build(f"model={name}")
+        _, tokenizer, model = build_model(f"model={name}")
         assert model.config.vocab_size == len(tokenizer)
         assert max_positions(model.config) == expected_positions
         assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
 def test_the_ffn_layout_of_a_wrong_architecture_is_reported() -> None:
-    _, _, t5 = build("model=tiny_t5")
+    _, _, t5 = build_model("model=tiny_t5")
     pythia_layout = compose_train("model=pythia_70m", "paths.output_dir=/x").model.ffn
     with pytest.raises(UserError, match="no FFN blocks match"):
         find_ffn_sublayers(t5, pythia_layout)
@@ -70,7 +62,7 @@ def test_the_ffn_layout_of_a_wrong_architecture_is_reported() -> None:
 
 def test_a_local_path_that_does_not_exist_is_named(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=f"cannot load tokenizer from '{tmp_path / 'nope'}'"):
-        build("model=pythia_70m", f"model.name_or_path={tmp_path / 'nope'}")
+        build_model("model=pythia_70m", f"model.name_or_path={tmp_path / 'nope'}")
 
 
 @pytest.mark.slow
