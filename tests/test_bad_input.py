@@ -28,11 +28,16 @@ def assert_one_line_error(result, *fragments: str) -> str:
         ("optim.lr=-1e-3", ("optim.lr=-0.001", "> 0")),
         ("trainer.max_steps=many", ("many", "trainer.max_steps")),
         ("dataset.max_length=1024", ("dataset.max_length=1024", "512 positions")),
-        ("constraint=monotone", ("monotone", "none")),
+        ("constraint=monotone", ("monotone", "monotonic")),
+        ("constraint.parametrization=softplusx", ("softplusx", "did you mean 'softplus'")),
+        ("+constraint.scoep=mlp_in", ("constraint.scoep", "did you mean 'scope'")),
     ],
 )
 def test_bad_values_fail_in_one_line(tmp_path: Path, override: str, fragments: tuple) -> None:
-    result = run_script("train.py", f"hydra.run.dir={tmp_path / 'run'}", *FAST, override)
+    constraint = ["constraint=monotonic"] if override.lstrip("+").startswith("constraint.") else []
+    result = run_script(
+        "train.py", f"hydra.run.dir={tmp_path / 'run'}", *FAST, *constraint, override
+    )
     assert_one_line_error(result, *fragments)
     assert not (tmp_path / "run" / "checkpoints").exists()
 

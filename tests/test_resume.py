@@ -42,8 +42,10 @@ def last(run_dir: Path) -> dict[str, Any]:
         (("experiment=tiny_t5_summarization",), 2, 4),
         # Accumulation, and an epoch of 2 optimizer steps: stop mid-epoch, resume across epochs.
         (("trainer.accumulate_grad_batches=2", "dataset.max_train_examples=12"), 3, 7),
+        # Parametrised weights: V, its optimizer state and the constrained group resume exactly.
+        (("constraint=monotonic", "constraint.lr=3e-3", "constraint.verify.search_steps=5"), 2, 4),
     ],
-    ids=["tiny_t5-dropout", "tiny_pythia-accumulation-across-epochs"],
+    ids=["tiny_t5-dropout", "tiny_pythia-accumulation-across-epochs", "tiny_pythia-monotonic"],
 )
 def test_resume_in_a_new_process_is_bit_exact(
     tmp_path: Path, overrides: tuple[str, ...], stop: int, total: int
