@@ -345,7 +345,7 @@ def test_inference_context_computes_each_weight_once() -> None:
         uncached = [model(**batch).logits for _ in range(3)]
         assert len(calls) == 3 * len(constraint.layers)
         calls.clear()
-        with constraint.inference():
+        with constraint.cached_weights():
             cached = [model(**batch).logits for _ in range(3)]
         assert sorted(calls) == sorted(constraint.layers)
     for a, b in zip(uncached, cached, strict=True):

@@ -58,7 +58,7 @@ def _load_for_verify(path: Path, checkpoint: Path | None) -> dict[str, Any]:
             "model": trained.model,
             "tokenizer": trained.tokenizer,
             "constrained": set(getattr(trained.constraint, "layers", {})),
-            "inference": trained.constraint.inference,
+            "inference": trained.constraint.cached_weights,
             "source": {"run_dir": str(path), "checkpoint": str(trained.checkpoint),
                        "checkpoint_sha256": trained.checkpoint_sha256},
         }  # fmt: skip

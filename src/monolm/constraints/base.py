@@ -18,9 +18,8 @@ class Constraint:
     restored into it, so parametrised parameter names match); `optimizer_groups` when the
     optimizer is built, to claim parameters for groups with their own hyper-parameters;
     `after_optimizer_step` after every optimizer step (e.g. projection onto the feasible set);
-    `inference` around forward passes with no backward through the weights (validation,
-    generation, attacks), to cache derived weights; `report` for the run directory's guarantee
-    record (None: nothing to record).
+    `cached_weights` around forward passes, to compute derived weights once per context;
+    `report` for the run directory's guarantee record (None: nothing to record).
     """
 
     name: str = "base"
@@ -36,9 +35,13 @@ class Constraint:
     def after_optimizer_step(self, model: nn.Module) -> None:
         """Restore the constraint after the optimizer moved the weights."""
 
-    def inference(self) -> AbstractContextManager[None]:
-        """A context for forward passes that never backpropagate into the weights. Do not run
-        two backward passes through weights computed inside one such context."""
+    def cached_weights(self) -> AbstractContextManager[None]:
+        """A context in which each derived weight (W = f(V)) is computed once and reused.
+
+        Wrap one forward pass (plus at most one backward through it: a training step), or
+        forward passes with no backward through the weights (validation, generation, attacks).
+        Never two backward passes through weights computed inside one context.
+        """
         return contextlib.nullcontext()
 
     def report(

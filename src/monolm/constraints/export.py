@@ -98,7 +98,7 @@ def export_run(run: TrainedRun, out_dir: str | Path) -> dict[str, Any]:
     if problems:
         raise RuntimeError(f"vanilla from_pretrained of the export reports {problems}")
     reloaded.eval()
-    with run.constraint.inference():
+    with run.constraint.cached_weights():
         expected = probe_logits(run.model, run.tokenizer)
     difference = float((probe_logits(reloaded, run.tokenizer) - expected).abs().max())
     if difference > LOGITS_ATOL:

@@ -166,7 +166,9 @@ class MonotonicConstraint(Constraint):
                     layer.weight.clamp_(min=0.0)
 
     @contextlib.contextmanager
-    def inference(self) -> Iterator[None]:
+    def cached_weights(self) -> Iterator[None]:
+        """`parametrize.cached()`: note that it is process-wide, so it caches every parametrised
+        module, not only this constraint's."""
         if not self.parametrised:
             yield
             return
@@ -187,7 +189,7 @@ class MonotonicConstraint(Constraint):
             **guarantee_record(model, self.layout, set(self.layers)),
         }
         if batches is not None:
-            with self.inference():
+            with self.cached_weights():
                 record["verification"] = verify_ffn_monotonicity(
                     model, self.layout, batches, self.settings.verify, record["sublayers"]
                 )

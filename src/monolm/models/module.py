@@ -62,7 +62,10 @@ class LanguageModelModule(L.LightningModule):
         return self.model(**batch)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.model(**batch).loss
+        # One forward per context; its single backward runs after the context closes, through
+        # the graph the cached weights already hold. (T5 reads wo.weight three times a forward.)
+        with self.constraint.cached_weights():
+            loss = self.model(**batch).loss
         self.flops_per_batch = self.flops_per_token * batch["input_ids"].numel()
         tokens = batch["attention_mask"].sum() * self.trainer.world_size
         self._tokens_this_run = (
@@ -73,7 +76,7 @@ class LanguageModelModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        with self.constraint.inference():
+        with self.constraint.cached_weights():
             loss = self.model(**batch).loss
         self.val_nll.update(loss, weight=count_target_tokens(batch["labels"], self.causal))
 
