@@ -1,0 +1,1 @@
+"""Evaluation metrics: likelihood-based scores and generation metrics."""
