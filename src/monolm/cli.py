@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from hydra.errors import HydraException, MissingConfigException
@@ -28,10 +30,22 @@ def _one_line(text: str) -> str:
     return "; ".join(lines)
 
 
+def _options_on_disk(group: str) -> list[str]:
+    """Options of `group` in the entry point's conf/ tree (Hydra does not list them when an
+    option selected in a list, e.g. task=[a,b], does not exist)."""
+    conf = Path(sys.argv[0]).resolve().parent / "conf"
+    return sorted(
+        {p.stem for d in conf.glob(f"**/{group}") if d.is_dir() for p in d.glob("*.yaml")}
+    )
+
+
 def _missing_option(exc: MissingConfigException) -> str:
-    options = list(exc.options or [])
     missing = str(exc.missing_cfg_file or "")
+    if not missing:
+        quoted = re.search(r"Could not load '([^']+)'", str(exc))
+        missing = quoted.group(1) if quoted else ""
     group, _, name = missing.rpartition("/")
+    options = list(exc.options or []) or (_options_on_disk(group) if group else [])
     if options and name:
         return f"unknown {group or 'config'} option '{name}': {did_you_mean(name, options)}"
     return _one_line(str(exc).split("\n\n")[0])

@@ -68,7 +68,7 @@ def load_arguments(ds_cfg: Any) -> tuple[str, dict[str, Any]]:
     return ds_cfg.path, kwargs
 
 
-def _load_split(path: str, kwargs: dict[str, Any], split: str, ds_cfg: Any) -> Dataset:
+def load_split(path: str, kwargs: dict[str, Any], split: str, ds_cfg: Any) -> Dataset:
     try:
         return datasets.load_dataset(path, split=split, **kwargs)
     except ValueError as exc:
@@ -87,9 +87,9 @@ def _limit(ds: Dataset, limit: int | None) -> Dataset:
 def load_splits(ds_cfg: Any, seed: int) -> tuple[Dataset, Dataset]:
     """The raw (train, validation) datasets, limited and checked for the fields the task needs."""
     path, kwargs = load_arguments(ds_cfg)
-    train = _load_split(path, kwargs, ds_cfg.train_split, ds_cfg)
+    train = load_split(path, kwargs, ds_cfg.train_split, ds_cfg)
     if ds_cfg.validation_split:
-        validation = _load_split(path, kwargs, ds_cfg.validation_split, ds_cfg)
+        validation = load_split(path, kwargs, ds_cfg.validation_split, ds_cfg)
     else:
         if not 0.0 < ds_cfg.validation_fraction < 1.0:
             raise UserError(

@@ -1,0 +1,73 @@
+"""Structured-config schema for `evaluate.py` (registered as `evaluate_schema`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from monolm.config.schema import PathsConfig
+
+TASK_KINDS = ("own", "summarization", "perplexity", "lambada", "hellaswag", "monotonicity")
+
+
+@dataclass
+class TaskConfig:
+    """One evaluation: what to measure (`kind`) on which data.
+
+    `dataset` names a conf/dataset option; `split` is the split evaluated; `data_files` replaces
+    the dataset's source with local files in the same schema (as in train.py).
+    """
+
+    kind: str = MISSING
+    dataset: str | None = None
+    split: str | None = None
+    data_files: Any = None
+    max_examples: int | None = None
+
+
+@dataclass
+class GenerationConfig:
+    num_beams: int = 4
+    length_penalty: float = 1.2
+    min_new_tokens: int = 10
+    max_new_tokens: int = 80
+    no_repeat_ngram_size: int = 3
+    batch_size: int = 8
+    causal_prompt_suffix: str = "\nTL;DR:"  # causal models summarise what follows the article
+
+
+@dataclass
+class PerplexityConfig:
+    max_length: int | None = None  # window length; null: the model's context length
+    stride: int | None = None  # null: lm-eval rolling windows; n: strided sliding window
+
+
+@dataclass
+class BootstrapConfig:
+    resamples: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+
+
+@dataclass
+class EvaluateConfig:
+    run_dir: str | None = None  # a train.py run dir (or a sweep dir of them)
+    checkpoint: str | None = None  # a checkpoint file inside it; null: checkpoints/last.ckpt
+    model: str | None = None  # or: a conf/model option, a local HF directory or a hub id
+    task: dict[str, TaskConfig] = field(default_factory=dict)
+    seed: int = 0
+    batch_size: int = 16
+    max_examples: int | None = None  # cap for every task (a task's own cap wins)
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto (bf16 autocast on GPU) | 32 | bf16
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    perplexity: PerplexityConfig = field(default_factory=PerplexityConfig)
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+def register_evaluate_configs() -> None:
+    ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)

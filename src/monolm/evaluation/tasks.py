@@ -1,0 +1,350 @@
+"""The evaluation tasks: plan (cheap checks, before any model loads), then run on a Subject.
+
+Every task returns metrics with percentile bootstrap CIs over its examples (seeded) and one row
+per example (id, input, reference, generated text where there is one, every per-example score),
+and states the convention each number follows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from monolm.config.eval_schema import TASK_KINDS
+from monolm.data.sources import load_arguments, load_split, load_splits
+from monolm.errors import UserError, did_you_mean
+from monolm.evaluation.subject import Subject, dataset_option
+from monolm.metrics.bootstrap import bootstrap_ci
+
+ROUGE_SCALE = 100.0  # ROUGE is reported as a percentage, as in the literature
+
+
+@dataclass
+class PlannedTask:
+    name: str
+    kind: str  # summarization | perplexity | lambada | hellaswag | monotonicity
+    dataset: DictConfig | None
+    split: str | None
+    max_examples: int | None
+
+
+@dataclass
+class TaskResult:
+    metrics: dict[str, dict[str, float]]
+    rows: list[dict[str, Any]]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_tasks(
+    cfg: DictConfig, conf_dir: Path, family: str, own_dataset: DictConfig | None
+) -> list[PlannedTask]:
+    """Check every task against the model family and the dataset options; nothing is loaded."""
+    if not cfg.task:
+        raise UserError("no task selected: e.g. task=[own] or task=[lambada,hellaswag]")
+    planned = []
+    for name, task in cfg.task.items():
+        if task.kind not in TASK_KINDS:
+            raise UserError(
+                f"task.{name}.kind='{task.kind}': {did_you_mean(task.kind, TASK_KINDS)}"
+            )
+        kind, dataset, split = task.kind, None, task.split
+        if kind in ("own", "monotonicity"):
+            dataset = own_dataset if own_dataset is not None else dataset_option(
+                conf_dir, "tiny", family
+            )  # fmt: skip
+            if kind == "own":
+                kind = "perplexity" if family == "causal" else "summarization"
+        elif task.dataset is None:
+            raise UserError(f"task.{name} ({kind}) names no dataset: set task.{name}.dataset")
+        else:
+            dataset = dataset_option(conf_dir, task.dataset, family)
+        if task.data_files is not None:
+            dataset.data_files, dataset.bundled = task.data_files, None
+        if kind == "perplexity" and family != "causal":
+            raise UserError(
+                f"task '{name}' measures perplexity, which needs a causal model; this model is "
+                f"{family}: evaluate it on a summarisation task"
+            )
+        limit = task.max_examples if task.max_examples is not None else cfg.max_examples
+        if limit is not None and limit < 1:
+            raise UserError(f"max_examples={limit} must be >= 1")
+        planned.append(PlannedTask(name, kind, dataset, split, limit))
+    return planned
+
+
+def _rows(task: PlannedTask, seed: int) -> Any:
+    ds = task.dataset
+    if task.split is None and not ds.validation_split:
+        rows = load_splits(ds, seed)[1]  # held out from train exactly as training did
+    else:
+        path, kwargs = load_arguments(ds)
+        rows = load_split(path, kwargs, task.split or ds.validation_split, ds)
+    if task.max_examples is not None and task.max_examples < len(rows):
+        rows = rows.select(range(task.max_examples))
+    if len(rows) == 0:
+        raise UserError(f"task '{task.name}': dataset '{ds.name}' split is empty")
+    return rows
+
+
+def _require_fields(task: PlannedTask, rows: Any, fields: Sequence[str]) -> None:
+    missing = [f for f in fields if f not in rows.column_names]
+    if missing:
+        raise UserError(f"task '{task.name}': dataset '{task.dataset.name}' has no field "
+                        f"{missing[0]!r}; its fields: {rows.column_names}")  # fmt: skip
+
+
+def _ids(rows: Any) -> list[Any]:
+    return list(rows["id"]) if "id" in rows.column_names else list(range(len(rows)))
+
+
+def _ci(values: Sequence[float], settings: Any) -> dict[str, float]:
+    return bootstrap_ci(np.asarray(values, dtype=np.float64), settings.resamples,
+                        settings.confidence, settings.seed)  # fmt: skip
+
+
+def ratio_ci(
+    numerators: Sequence[float], denominators: Sequence[float], settings: Any,
+    transform: Callable[[np.ndarray], np.ndarray],
+) -> dict[str, float]:  # fmt: skip
+    """Percentile bootstrap of transform(sum(num) / sum(den)) over resampled examples (corpus-level
+    perplexities are ratios of sums, not means of per-example values)."""
+    num, den = np.asarray(numerators, float), np.asarray(denominators, float)
+    rng = np.random.default_rng(settings.seed)
+    stats = np.empty(settings.resamples)
+    for start in range(0, settings.resamples, 100):
+        idx = rng.integers(0, len(num), size=(min(100, settings.resamples - start), len(num)))
+        stats[start : start + len(idx)] = transform(num[idx].sum(1) / den[idx].sum(1))
+    tail = (1 - settings.confidence) / 2
+    low, high = np.quantile(stats, [tail, 1 - tail])
+    point = float(transform(np.array(num.sum() / den.sum())))
+    return {"mean": point, "low": float(low), "high": float(high), "n": len(num),
+            "resamples": settings.resamples, "confidence": settings.confidence}  # fmt: skip
+
+
+@contextlib.contextmanager
+def inference(subject: Subject, autocast_dtype: torch.dtype | None) -> Iterator[None]:
+    """inference_mode + the constraint's cached weights + autocast on GPU."""
+    device = next(subject.model.parameters()).device
+    autocast = (
+        torch.autocast(device.type, dtype=autocast_dtype)
+        if autocast_dtype is not None
+        else contextlib.nullcontext()
+    )
+    with torch.inference_mode(), subject.constraint.cached_weights(), autocast:
+        yield
+
+
+def _chunks(n: int, size: int) -> Iterator[range]:
+    for start in range(0, n, size):
+        yield range(start, min(n, start + size))
+
+
+def run_summarization(
+    task: PlannedTask, subject: Subject, cfg: DictConfig, progress: Any
+) -> TaskResult:
+    from monolm.evaluation.generate import generate_summaries
+    from monolm.metrics.rouge import ROUGE_TYPES, rouge_per_example
+
+    ds = task.dataset
+    rows = _rows(task, subject.seed)
+    _require_fields(task, rows, [ds.source_field, ds.target_field])
+    sources = [ds.source_prefix + text for text in rows[ds.source_field]]
+    references = list(rows[ds.target_field])
+    progress.reset(total=len(sources))
+    progress.set_description(f"{task.name}: generating")
+    generated = generate_summaries(subject.model, subject.tokenizer, sources, cfg.generation,
+                                   ds.max_length, progress.update)  # fmt: skip
+    scores = rouge_per_example(generated, references)
+    out_rows = [
+        {"id": i, "input": s, "reference": r, "generated": g,
+         **{k: ROUGE_SCALE * v for k, v in score.items()}}
+        for i, s, r, g, score in zip(_ids(rows), sources, references, generated, scores,
+                                     strict=True)
+    ]  # fmt: skip
+    metrics = {k: _ci([row[k] for row in out_rows], cfg.bootstrap) for k in ROUGE_TYPES}
+    return TaskResult(metrics, out_rows, {
+        "conventions": {
+            "rouge": "F1 x 100, Google rouge-score with Porter stemming; rougeLsum on sentences "
+                     "split offline and joined by newlines (rougeL on the raw text)",
+            "generation": dict(cfg.generation),
+            "max_source_tokens": ds.max_length,
+        }
+    })  # fmt: skip
+
+
+def _context_length(subject: Subject, cfg: DictConfig) -> int:
+    if cfg.perplexity.max_length:
+        return int(cfg.perplexity.max_length)
+    positions = getattr(subject.model.config, "max_position_embeddings", None)
+    return int(positions or 512)
+
+
+def run_perplexity(
+    task: PlannedTask, subject: Subject, cfg: DictConfig, progress: Any
+) -> TaskResult:
+    from monolm.metrics.likelihood import document_loglikelihoods, perplexities
+
+    ds = task.dataset
+    rows = _rows(task, subject.seed)
+    _require_fields(task, rows, [ds.text_field])
+    kept = [(i, t) for i, t in zip(_ids(rows), rows[ds.text_field], strict=True) if t.strip()]
+    if not kept:
+        raise UserError(f"task '{task.name}': every text of '{ds.name}' is empty")
+    max_length, stride = _context_length(subject, cfg), cfg.perplexity.stride
+    if stride is not None and not 1 <= stride <= max_length:
+        raise UserError(f"perplexity.stride={stride} must be in [1, {max_length}]")
+    progress.reset(total=len(kept))
+    progress.set_description(f"{task.name}: scoring")
+    scores = []
+    for chunk in _chunks(len(kept), 256):
+        texts = [kept[i][1] for i in chunk]
+        scores += document_loglikelihoods(subject.model, subject.tokenizer, texts, max_length,
+                                          cfg.batch_size, stride)  # fmt: skip
+        progress.update(len(chunk))
+    out_rows = [
+        {"id": i, "input": t, "loglikelihood": s.loglikelihood, "tokens": s.tokens,
+         "words": s.words, "bytes": s.bytes,
+         "token_perplexity": float(np.exp(-s.loglikelihood / max(1, s.tokens)))}
+        for (i, t), s in zip(kept, scores, strict=True)
+    ]  # fmt: skip
+    nll = [-s.loglikelihood for s in scores]
+    totals = perplexities(scores)
+    metrics = {
+        name: ratio_ci(nll, [getattr(s, unit) for s in scores], cfg.bootstrap, transform)
+        for name, unit, transform in (
+            ("token_perplexity", "tokens", np.exp),
+            ("word_perplexity", "words", np.exp),
+            ("byte_perplexity", "bytes", np.exp),
+            ("bits_per_byte", "bytes", lambda x: x / np.log(2)),
+        )
+    }
+    for name, values in metrics.items():
+        values["mean"] = float(totals[name])  # the evaluator's own corpus-level figure
+    convention = (
+        f"lm-evaluation-harness loglikelihood_rolling: disjoint windows of {max_length} tokens, "
+        "each token scored once with up to max_length tokens of context, the first from the "
+        "EOS/BOS token"
+        if stride is None
+        else f"strided sliding window: windows of {max_length} tokens moving by {stride}, each "
+        "token scored once with the rest of its window as context"
+    )
+    return TaskResult(metrics, out_rows, {"conventions": {
+        "perplexity": convention, "max_length": max_length, "stride": stride,
+        "words": "len(re.split(r'\\s+', text))", "bytes": "len(text.encode('utf-8'))",
+        "aggregation": "corpus level: exp(total NLL / total tokens|words|bytes)",
+    }})  # fmt: skip
+
+
+def run_lambada(task: PlannedTask, subject: Subject, cfg: DictConfig, progress: Any) -> TaskResult:
+    from monolm.metrics.likelihood import lambada_request, lambada_scores
+
+    rows = _rows(task, subject.seed)
+    _require_fields(task, rows, [task.dataset.text_field])
+    texts = list(rows[task.dataset.text_field])
+    progress.reset(total=len(texts))
+    progress.set_description(f"{task.name}: scoring")
+    scored: list[dict[str, Any]] = []
+    for chunk in _chunks(len(texts), 512):
+        scored += lambada_scores(subject.model, subject.tokenizer, [texts[i] for i in chunk],
+                                 cfg.batch_size)  # fmt: skip
+        progress.update(len(chunk))
+    out_rows = []
+    for i, text, score in zip(_ids(rows), texts, scored, strict=True):
+        context, target = lambada_request(text)
+        out_rows.append({"id": i, "input": context, "reference": target,
+                         "loglikelihood": score["loglikelihood"],
+                         "correct": int(score["correct"])})  # fmt: skip
+    mean_ll = _ci([r["loglikelihood"] for r in out_rows], cfg.bootstrap)
+    perplexity = {
+        **mean_ll,
+        "mean": float(np.exp(-mean_ll["mean"])),
+        "low": float(np.exp(-mean_ll["high"])),
+        "high": float(np.exp(-mean_ll["low"])),
+    }
+    metrics = {"acc": _ci([r["correct"] for r in out_rows], cfg.bootstrap),
+               "perplexity": perplexity}  # fmt: skip
+    return TaskResult(metrics, out_rows, {"conventions": {
+        "acc": "every token of the final word is the greedy prediction (lambada_openai)",
+        "perplexity": "exp(-mean over examples of the target word's log-likelihood)",
+    }})  # fmt: skip
+
+
+def run_hellaswag(
+    task: PlannedTask, subject: Subject, cfg: DictConfig, progress: Any
+) -> TaskResult:
+    from monolm.metrics.likelihood import hellaswag_query, hellaswag_scores
+
+    rows = _rows(task, subject.seed)
+    _require_fields(task, rows, ["ctx_a", "ctx_b", "endings", "label", "activity_label"])
+    examples = [dict(row) for row in rows]
+    progress.reset(total=len(examples))
+    progress.set_description(f"{task.name}: scoring")
+    scored: list[dict[str, Any]] = []
+    for chunk in _chunks(len(examples), 256):
+        scored += hellaswag_scores(subject.model, subject.tokenizer,
+                                   [examples[i] for i in chunk], cfg.batch_size)  # fmt: skip
+        progress.update(len(chunk))
+    out_rows = []
+    for i, example, score in zip(_ids(rows), examples, scored, strict=True):
+        query, endings, label = hellaswag_query(example)
+        out_rows.append({"id": example.get("ind", i), "input": query, "reference": endings[label],
+                         "endings": endings, **score})  # fmt: skip
+    metrics = {key: _ci([r[key] for r in out_rows], cfg.bootstrap) for key in ("acc", "acc_norm")}
+    return TaskResult(metrics, out_rows, {"conventions": {
+        "acc": "argmax of the endings' summed log-likelihoods",
+        "acc_norm": "argmax of log-likelihood / character length of the ending",
+    }})  # fmt: skip
+
+
+def run_monotonicity(
+    task: PlannedTask, subject: Subject, cfg: DictConfig, progress: Any
+) -> TaskResult:
+    from dataclasses import replace
+
+    from omegaconf import OmegaConf
+
+    from monolm.config.schema import DataConfig
+    from monolm.constraints.guarantee import guarantee_record
+    from monolm.constraints.verify import VerifySettings, verify_ffn_monotonicity
+    from monolm.data.datamodule import TextDataModule
+
+    data_cfg = subject.data_cfg or OmegaConf.structured(DataConfig)
+    datamodule = TextDataModule(task.dataset, data_cfg, subject.tokenizer, subject.seed)
+    datamodule.build()
+    verify_cfg = getattr(getattr(subject.constraint, "settings", None), "verify", None)
+    settings = replace(verify_cfg or VerifySettings(), seed=int(cfg.seed))
+    record = guarantee_record(subject.model, subject.model_cfg.ffn, subject.constrained_layers)
+    progress.set_description(f"{task.name}: verifying")
+    # No inference_mode here: the search differentiates through the FFN in its input.
+    with subject.constraint.cached_weights():
+        found = verify_ffn_monotonicity(subject.model, subject.model_cfg.ffn,
+                                        iter(datamodule.val_dataloader()), settings,
+                                        record["sublayers"])  # fmt: skip
+    summary = found["summary"]
+    metrics = {
+        "proven_sublayers": {"mean": float(record["summary"]["proven"]), "n": summary["sublayers"]},
+        "sublayers_with_violations": {"mean": float(summary["with_violations"]),
+                                      "n": summary["sublayers"]},
+        "worst_jacobian_entry": {"mean": float(summary["worst_entry"]), "n": summary["sublayers"]},
+    }  # fmt: skip
+    levels = {s["name"]: s for s in record["sublayers"]}
+    out_rows = [{"id": s["name"], **levels[s["name"]], **s} for s in found["sublayers"]]
+    return TaskResult(metrics, out_rows, {"guarantee": record["summary"],
+                                          "verification": {k: v for k, v in found.items()
+                                                           if k != "sublayers"}})  # fmt: skip
+
+
+RUNNERS: dict[str, Callable[[PlannedTask, Subject, DictConfig, Any], TaskResult]] = {
+    "summarization": run_summarization,
+    "perplexity": run_perplexity,
+    "lambada": run_lambada,
+    "hellaswag": run_hellaswag,
+    "monotonicity": run_monotonicity,
+}
