@@ -146,6 +146,20 @@ def _chunks(n: int, size: int) -> Iterator[range]:
         yield range(start, min(n, start + size))
 
 
+def scored_in_chunks(
+    score: Callable[[list[Any]], list[Any]], items: Sequence[Any], chunk: int, progress: Any,
+    label: str,
+) -> list[Any]:  # fmt: skip
+    """`score` over `items` a chunk at a time, so a long evaluation shows progress."""
+    progress.reset(total=len(items))
+    progress.set_description(label)
+    results: list[Any] = []
+    for part in _chunks(len(items), chunk):
+        results += score([items[i] for i in part])
+        progress.update(len(part))
+    return results
+
+
 def run_summarization(
     task: PlannedTask, subject: Subject, cfg: DictConfig, progress: Any
 ) -> TaskResult:
@@ -180,10 +194,11 @@ def run_summarization(
 
 
 def _context_length(subject: Subject, cfg: DictConfig) -> int:
+    from monolm.metrics.likelihood import default_max_length
+
     if cfg.perplexity.max_length:
         return int(cfg.perplexity.max_length)
-    positions = getattr(subject.model.config, "max_position_embeddings", None)
-    return int(positions or 512)
+    return default_max_length(subject.model)
 
 
 def run_perplexity(
@@ -200,14 +215,12 @@ def run_perplexity(
     max_length, stride = _context_length(subject, cfg), cfg.perplexity.stride
     if stride is not None and not 1 <= stride <= max_length:
         raise UserError(f"perplexity.stride={stride} must be in [1, {max_length}]")
-    progress.reset(total=len(kept))
-    progress.set_description(f"{task.name}: scoring")
-    scores = []
-    for chunk in _chunks(len(kept), 256):
-        texts = [kept[i][1] for i in chunk]
-        scores += document_loglikelihoods(subject.model, subject.tokenizer, texts, max_length,
-                                          cfg.batch_size, stride)  # fmt: skip
-        progress.update(len(chunk))
+    scores = scored_in_chunks(
+        lambda texts: document_loglikelihoods(
+            subject.model, subject.tokenizer, texts, max_length, cfg.batch_size, stride
+        ),
+        [text for _, text in kept], 256, progress, f"{task.name}: scoring",
+    )  # fmt: skip
     out_rows = [
         {"id": i, "input": t, "loglikelihood": s.loglikelihood, "tokens": s.tokens,
          "words": s.words, "bytes": s.bytes,
@@ -248,13 +261,10 @@ def run_lambada(task: PlannedTask, subject: Subject, cfg: DictConfig, progress: 
     rows = _rows(task, subject.seed)
     _require_fields(task, rows, [task.dataset.text_field])
     texts = list(rows[task.dataset.text_field])
-    progress.reset(total=len(texts))
-    progress.set_description(f"{task.name}: scoring")
-    scored: list[dict[str, Any]] = []
-    for chunk in _chunks(len(texts), 512):
-        scored += lambada_scores(subject.model, subject.tokenizer, [texts[i] for i in chunk],
-                                 cfg.batch_size)  # fmt: skip
-        progress.update(len(chunk))
+    scored = scored_in_chunks(
+        lambda part: lambada_scores(subject.model, subject.tokenizer, part, cfg.batch_size),
+        texts, 512, progress, f"{task.name}: scoring",
+    )  # fmt: skip
     out_rows = []
     for i, text, score in zip(_ids(rows), texts, scored, strict=True):
         context, target = lambada_request(text)
@@ -284,13 +294,10 @@ def run_hellaswag(
     rows = _rows(task, subject.seed)
     _require_fields(task, rows, ["ctx_a", "ctx_b", "endings", "label", "activity_label"])
     examples = [dict(row) for row in rows]
-    progress.reset(total=len(examples))
-    progress.set_description(f"{task.name}: scoring")
-    scored: list[dict[str, Any]] = []
-    for chunk in _chunks(len(examples), 256):
-        scored += hellaswag_scores(subject.model, subject.tokenizer,
-                                   [examples[i] for i in chunk], cfg.batch_size)  # fmt: skip
-        progress.update(len(chunk))
+    scored = scored_in_chunks(
+        lambda part: hellaswag_scores(subject.model, subject.tokenizer, part, cfg.batch_size),
+        examples, 256, progress, f"{task.name}: scoring",
+    )  # fmt: skip
     out_rows = []
     for i, example, score in zip(_ids(rows), examples, scored, strict=True):
         query, endings, label = hellaswag_query(example)
