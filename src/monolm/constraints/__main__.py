@@ -87,9 +87,8 @@ def _load_for_verify(path: Path, checkpoint: Path | None) -> dict[str, Any]:
 def verify(args: argparse.Namespace) -> Path:
     import contextlib
 
-    from monolm.constraints.guarantee import guarantee_record, summary_line
-    from monolm.constraints.verify import VerifySettings, verify_ffn_monotonicity
-    from monolm.data.datamodule import TextDataModule
+    from monolm.constraints.guarantee import summary_line
+    from monolm.constraints.verify import VerifySettings, verify_on_validation_data
     from monolm.training.record import provenance, write_json
 
     loaded = _load_for_verify(args.path, args.checkpoint)
@@ -104,14 +103,10 @@ def verify(args: argparse.Namespace) -> Path:
     settings = replace(settings, **overrides)
     VerifySettings.from_dict(vars(settings))
     model = loaded["model"].to("cuda" if torch.cuda.is_available() else "cpu")
-    datamodule = TextDataModule(cfg.dataset, cfg.data, loaded["tokenizer"], cfg.seed)
-    datamodule.build()
-    record = guarantee_record(model, cfg.model.ffn, loaded["constrained"])
-    inference = loaded["inference"] or contextlib.nullcontext
-    with inference():
-        record["verification"] = verify_ffn_monotonicity(
-            model, cfg.model.ffn, iter(datamodule.val_dataloader()), settings, record["sublayers"]
-        )
+    record = verify_on_validation_data(
+        model, cfg.model, loaded["constrained"], loaded["inference"] or contextlib.nullcontext,
+        loaded["tokenizer"], cfg.dataset, cfg.data, int(cfg.seed), settings,
+    )  # fmt: skip
     out = args.out or args.path / "verification.json"
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     write_json(out, {**provenance(plain_cfg, int(cfg.seed)), "source": loaded["source"], **record})

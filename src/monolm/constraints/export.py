@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -106,7 +107,7 @@ def export_run(run: TrainedRun, out_dir: str | Path) -> dict[str, Any]:
 
     constrained = sorted(getattr(run.constraint, "layers", {}))
     record = {
-        **provenance(_plain(run.config), int(run.config.seed)),
+        **provenance(OmegaConf.to_container(run.config, resolve=True), int(run.config.seed)),
         "source_run_dir": str(run.run_dir.resolve()),
         "checkpoint": str(run.checkpoint.resolve()),
         "checkpoint_sha256": run.checkpoint_sha256,
@@ -121,9 +122,3 @@ def export_run(run: TrainedRun, out_dir: str | Path) -> dict[str, Any]:
         out_dir.rmdir()
     os.replace(partial, out_dir)
     return record
-
-
-def _plain(cfg: Any) -> dict[str, Any]:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

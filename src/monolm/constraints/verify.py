@@ -278,3 +278,30 @@ def verify_ffn_monotonicity(
         },
         "sublayers": results,
     }
+
+
+def verify_on_validation_data(
+    model: nn.Module,
+    model_cfg: Any,
+    constrained: set[str],
+    cached_weights: Callable[[], Any],
+    tokenizer: Any,
+    dataset_cfg: Any,
+    data_cfg: Any,
+    seed: int,
+    settings: VerifySettings,
+) -> dict[str, Any]:
+    """The guarantee record of `model` plus its verification on the validation batches of
+    `dataset_cfg` (what `python -m monolm.constraints verify` and evaluate.py's task report)."""
+    from monolm.constraints.guarantee import guarantee_record
+    from monolm.data.datamodule import TextDataModule
+
+    datamodule = TextDataModule(dataset_cfg, data_cfg, tokenizer, seed)
+    datamodule.build()
+    record = guarantee_record(model, model_cfg.ffn, constrained)
+    # No inference_mode: the search differentiates through the FFN in its input.
+    with cached_weights():
+        record["verification"] = verify_ffn_monotonicity(
+            model, model_cfg.ffn, iter(datamodule.val_dataloader()), settings, record["sublayers"]
+        )
+    return record

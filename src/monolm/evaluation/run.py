@@ -25,7 +25,7 @@ from monolm.evaluation.subject import (
     load_subject,
     run_dirs_under,
 )
-from monolm.evaluation.tasks import RUNNERS, PlannedTask, plan_tasks
+from monolm.evaluation.tasks import RUNNERS, PlannedTask, inference, plan_tasks
 from monolm.runs import run_config
 from monolm.training.record import provenance, write_json
 
@@ -122,8 +122,6 @@ def evaluate(cfg: DictConfig, conf_dir: Path) -> list[Path]:
                 if task.kind == "monotonicity":
                     results[task.name] = RUNNERS[task.kind](task, subject, cfg, progress)
                     continue
-                from monolm.evaluation.tasks import inference
-
                 with inference(subject, autocast):
                     results[task.name] = RUNNERS[task.kind](task, subject, cfg, progress)
             summary = ", ".join(

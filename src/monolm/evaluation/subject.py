@@ -20,10 +20,10 @@ from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from monolm.config.schema import DatasetConfig, ModelConfig
 from monolm.constraints.base import Constraint, NoConstraint
+from monolm.constraints.export import EXPORT_RECORD
 from monolm.errors import UserError, did_you_mean
 from monolm.training.checkpoint_io import LAST
 
-EXPORT_RECORD = "monolm_export.json"  # written by monolm.constraints.export
 # conf/model options whose FFN layout describes a plain model of this architecture.
 _LAYOUT_OPTION = {("gpt_neox", False): "pythia_70m", ("t5", False): "t5_small",
                   ("t5", True): "flan_t5_base"}  # fmt: skip

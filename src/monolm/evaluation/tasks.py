@@ -318,22 +318,17 @@ def run_monotonicity(
     from omegaconf import OmegaConf
 
     from monolm.config.schema import DataConfig
-    from monolm.constraints.guarantee import guarantee_record
-    from monolm.constraints.verify import VerifySettings, verify_ffn_monotonicity
-    from monolm.data.datamodule import TextDataModule
+    from monolm.constraints.verify import VerifySettings, verify_on_validation_data
 
-    data_cfg = subject.data_cfg or OmegaConf.structured(DataConfig)
-    datamodule = TextDataModule(task.dataset, data_cfg, subject.tokenizer, subject.seed)
-    datamodule.build()
     verify_cfg = getattr(getattr(subject.constraint, "settings", None), "verify", None)
     settings = replace(verify_cfg or VerifySettings(), seed=int(cfg.seed))
-    record = guarantee_record(subject.model, subject.model_cfg.ffn, subject.constrained_layers)
     progress.set_description(f"{task.name}: verifying")
-    # No inference_mode here: the search differentiates through the FFN in its input.
-    with subject.constraint.cached_weights():
-        found = verify_ffn_monotonicity(subject.model, subject.model_cfg.ffn,
-                                        iter(datamodule.val_dataloader()), settings,
-                                        record["sublayers"])  # fmt: skip
+    record = verify_on_validation_data(
+        subject.model, subject.model_cfg, subject.constrained_layers,
+        subject.constraint.cached_weights, subject.tokenizer, task.dataset,
+        subject.data_cfg or OmegaConf.structured(DataConfig), subject.seed, settings,
+    )  # fmt: skip
+    found = record["verification"]
     summary = found["summary"]
     metrics = {
         "proven_sublayers": {"mean": float(record["summary"]["proven"]), "n": summary["sublayers"]},
