@@ -115,3 +115,22 @@ def load_splits(ds_cfg: Any, seed: int) -> tuple[Dataset, Dataset]:
         if len(split) == 0:
             raise UserError(f"dataset '{ds_cfg.name}' {split_name} split is empty")
     return train, validation
+
+
+def split_rows(
+    ds_cfg: Any, split: str | None, seed: int, max_examples: int | None, which: str = "validation"
+) -> Dataset:
+    """The raw rows of `split`; split None means the `which` ('train' or 'validation') split as
+    training saw it (held out of train with the run's seed when there is no validation split).
+    At most `max_examples` rows, in the split's order."""
+    if split is None and not ds_cfg.validation_split:
+        rows = load_splits(ds_cfg, seed)[0 if which == "train" else 1]
+    else:
+        default = ds_cfg.train_split if which == "train" else ds_cfg.validation_split
+        path, kwargs = load_arguments(ds_cfg)
+        rows = load_split(path, kwargs, split or default, ds_cfg)
+    if max_examples is not None and max_examples < len(rows):
+        rows = rows.select(range(max_examples))
+    if len(rows) == 0:
+        raise UserError(f"dataset '{ds_cfg.name}': split '{split or which}' is empty")
+    return rows

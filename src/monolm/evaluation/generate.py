@@ -51,13 +51,24 @@ def generate_summaries(
 ) -> list[str]:
     """One summary per source, decoded without special tokens."""
     encoded = _encode(model, tokenizer, sources, max_source_tokens, settings)
+    return generate_from_ids(model, tokenizer, encoded, settings, progress)
+
+
+def generate_from_ids(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    encoded: Sequence[Sequence[int]],
+    settings: Any,
+    progress: Callable[[int], None] | None = None,
+) -> list[str]:
+    """One summary per model input given as token ids (the attack stage's inputs are ids)."""
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
     device = next(model.parameters()).device
     causal = not model.config.is_encoder_decoder
     kwargs = _generation_kwargs(settings, tokenizer)
     summaries: list[str] = [""] * len(encoded)
     for start in range(0, len(order), settings.batch_size):
-        batch_ids = [encoded[i] for i in order[start : start + settings.batch_size]]
+        batch_ids = [list(encoded[i]) for i in order[start : start + settings.batch_size]]
         width = max(len(ids) for ids in batch_ids)
         pad = tokenizer.pad_token_id
         # Causal models continue the prompt, so their padding goes on the left.

@@ -13,10 +13,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from monolm.devices import check_device_settings, device_and_autocast
 from monolm.errors import UserError
 from monolm.evaluation.subject import (
     Subject,
@@ -45,18 +45,7 @@ def _check(cfg: DictConfig) -> None:
             raise UserError(f"{key}={value} must be >= 1")
     if not 0 < cfg.bootstrap.confidence < 1:
         raise UserError(f"bootstrap.confidence={cfg.bootstrap.confidence} must be in (0, 1)")
-    for key, valid in (("device", ("auto", "cpu", "cuda")), ("precision", ("auto", "32", "bf16"))):
-        if str(cfg[key]) not in valid:
-            raise UserError(f"{key}={cfg[key]} is not one of {', '.join(valid)}")
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise UserError("device=cuda but no CUDA device is visible")
-
-
-def _device_and_autocast(cfg: DictConfig) -> tuple[torch.device, torch.dtype | None]:
-    cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-    device = torch.device("cuda" if cuda else "cpu")
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)
-    return device, torch.bfloat16 if bf16 else None
+    check_device_settings(cfg)
 
 
 def _plans(cfg: DictConfig, conf_dir: Path) -> list[tuple[Path | None, list[PlannedTask]]]:
@@ -110,7 +99,7 @@ def evaluate(cfg: DictConfig, conf_dir: Path) -> list[Path]:
     """Evaluate what `cfg` names; return the eval.json paths written."""
     _check(cfg)
     plans = _plans(cfg, conf_dir)
-    device, autocast = _device_and_autocast(cfg)
+    device, autocast = device_and_autocast(cfg)
     out_root = Path(cfg.paths.output_dir)
     written = []
     for run_dir, tasks in plans:

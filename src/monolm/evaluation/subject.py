@@ -118,7 +118,7 @@ def _hf_config(source: str) -> Any:
         ) from exc
 
 
-def _plain_model_cfg(conf_dir: Path, source: str) -> tuple[DictConfig, set[str]]:
+def plain_model_cfg(conf_dir: Path, source: str) -> tuple[DictConfig, set[str]]:
     """A model config for a directory or hub id: an export's own, else by architecture."""
     local = Path(source)
     if (local / EXPORT_RECORD).is_file():
@@ -163,7 +163,7 @@ def load_subject(cfg: DictConfig, conf_dir: Path, run_dir: Path | None) -> Subje
     if (conf_dir / "model" / f"{name}.yaml").is_file():
         model_cfg, constrained = model_option(conf_dir, name), set()
     else:
-        model_cfg, constrained = _plain_model_cfg(conf_dir, name)
+        model_cfg, constrained = plain_model_cfg(conf_dir, name)
     tokenizer = load_tokenizer(model_cfg, cfg.paths.cache_dir)
     torch.manual_seed(cfg.seed)
     model = load_model(model_cfg, load_model_config(model_cfg, tokenizer)).eval()

@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig
 
 from monolm.config.eval_schema import TASK_KINDS
-from monolm.data.sources import load_arguments, load_split, load_splits
+from monolm.data.sources import split_rows
 from monolm.errors import UserError, did_you_mean
 from monolm.evaluation.subject import Subject, dataset_option
 from monolm.metrics.bootstrap import bootstrap_ci
@@ -80,17 +80,7 @@ def plan_tasks(
 
 
 def _rows(task: PlannedTask, seed: int) -> Any:
-    ds = task.dataset
-    if task.split is None and not ds.validation_split:
-        rows = load_splits(ds, seed)[1]  # held out from train exactly as training did
-    else:
-        path, kwargs = load_arguments(ds)
-        rows = load_split(path, kwargs, task.split or ds.validation_split, ds)
-    if task.max_examples is not None and task.max_examples < len(rows):
-        rows = rows.select(range(task.max_examples))
-    if len(rows) == 0:
-        raise UserError(f"task '{task.name}': dataset '{ds.name}' split is empty")
-    return rows
+    return split_rows(task.dataset, task.split, seed, task.max_examples)
 
 
 def _require_fields(task: PlannedTask, rows: Any, fields: Sequence[str]) -> None:
