@@ -1,0 +1,198 @@
+"""Iterative token flips: HotFlip (gradient-guided) and its gradient-free control (random).
+
+Both run the same search over the body positions of each example's clean input (the task prefix
+and the suffix are never flipped): per step, propose (position, token) candidates for every beam,
+re-score every candidate with real batched forward passes, and accept the best only if it raises
+the loss. HotFlip proposes the top-k by the first-order score `(e_v - e_i) . g_i` from one
+gradient per beam and stops when no candidate raises the loss; the random control proposes
+uniformly drawn candidates and keeps drawing until it has spent its query budget (by default the
+most HotFlip could spend with the same settings, or exactly what a HotFlip run spent on each
+example). Examples are attacked in lockstep so every gradient and scoring call is one batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from monolm.attacks.examples import AttackExample, Packed, pack
+from monolm.attacks.first_order import blocked, first_order_scores
+from monolm.attacks.objective import Objective
+from monolm.attacks.vocabulary import CandidateVocabulary
+
+PROPOSERS = ("gradient", "random")
+
+
+@dataclass
+class FlipSettings:
+    budget: int = 5  # most tokens flipped per example
+    top_k: int = 20  # candidates re-scored per step and beam
+    beam: int = 1
+
+
+def max_flip_queries(settings: FlipSettings) -> int:
+    """The most queries the gradient search can spend on one example (the random control's
+    default budget): the clean loss, then per step one gradient and top_k candidates per beam."""
+    return 1 + settings.budget * settings.beam * (1 + settings.top_k)
+
+
+@dataclass
+class Beam:
+    ids: tuple[int, ...]
+    loss: float
+    flips: tuple[tuple[int, int, int], ...] = ()  # (position, old token, new token)
+
+
+@dataclass
+class FlipResult:
+    example: AttackExample
+    clean: Packed
+    beams: list[Beam]
+    trajectory: list[float]  # loss of the clean input, then after each accepted flip
+    budget: int | None  # query budget (random control), None for the gradient search
+    queries: int = 0
+    gradient_queries: int = 0
+    steps: int = 0
+    done: bool = False
+    positions: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+
+    @property
+    def best(self) -> Beam:
+        return self.beams[0]
+
+    @property
+    def remaining(self) -> int:
+        return (self.budget - self.queries) if self.budget is not None else 1 << 62
+
+
+def _start(
+    objective: Objective, examples: Sequence[AttackExample], budgets: Sequence[int | None]
+) -> list[FlipResult]:
+    packed = [pack(example) for example in examples]
+    losses = objective.losses([(p.ids, e.target) for p, e in zip(packed, examples, strict=True)])
+    results = []
+    for example, clean, loss, budget in zip(examples, packed, losses, budgets, strict=True):
+        allowed = torch.zeros(len(clean.ids), dtype=torch.bool)
+        allowed[clean.body.start : clean.body.stop] = True
+        result = FlipResult(example, clean, [Beam(clean.ids, loss)], [loss], budget, queries=1,
+                            positions=allowed)  # fmt: skip
+        result.done = len(clean.body) == 0 or (budget is not None and result.remaining <= 0)
+        results.append(result)
+    return results
+
+
+def _flipped(beam: Beam, position: int, token: int) -> Beam:
+    ids = list(beam.ids)
+    old, ids[position] = ids[position], token
+    return Beam(tuple(ids), float("nan"), (*beam.flips, (position, old, token)))
+
+
+def _gradient_candidates(
+    objective: Objective, active: list[FlipResult], vocab: CandidateVocabulary, top_k: int
+) -> list[list[Beam]]:
+    rows = [(beam.ids, r.example.target) for r in active for beam in r.beams]
+    _, grads = objective.gradients(rows)
+    embeddings = objective.embeddings
+    proposals, index = [], 0
+    for result in active:
+        mine: list[Beam] = []
+        for beam in result.beams:
+            ids = torch.tensor(beam.ids)
+            scores = blocked(first_order_scores(grads[index], ids.to(grads[index].device),
+                                                embeddings), vocab.mask, ids,
+                             result.positions)  # fmt: skip
+            index += 1
+            values, flat = scores.flatten().topk(min(top_k, scores.numel()))
+            for value, position_token in zip(values.tolist(), flat.tolist(), strict=True):
+                if value != float("-inf"):
+                    position, token = divmod(position_token, scores.shape[1])
+                    mine.append(_flipped(beam, position, token))
+        result.queries += len(result.beams)
+        result.gradient_queries += len(result.beams)
+        proposals.append(mine)
+    return proposals
+
+
+def _random_candidates(
+    active: list[FlipResult], vocab: CandidateVocabulary, per_beam: int,
+    generator: torch.Generator,
+) -> list[list[Beam]]:  # fmt: skip
+    tokens = vocab.ids
+    proposals = []
+    for result in active:
+        positions = result.positions.nonzero().squeeze(1)
+        wanted = min(per_beam * len(result.beams), result.remaining)
+        mine: list[Beam] = []
+        for slot in range(wanted):
+            beam = result.beams[slot % len(result.beams)]
+            position = int(positions[torch.randint(len(positions), (1,), generator=generator)])
+            token = beam.ids[position]
+            while token == beam.ids[position]:
+                token = int(tokens[torch.randint(len(tokens), (1,), generator=generator)])
+            mine.append(_flipped(beam, position, token))
+        proposals.append(mine)
+    return proposals
+
+
+def _accept(result: FlipResult, candidates: list[Beam], beam_width: int, stop_if_stuck: bool,
+            flip_budget: int) -> None:  # fmt: skip
+    unique: dict[tuple[int, ...], Beam] = {}
+    for candidate in candidates:
+        if candidate.ids not in unique or candidate.loss > unique[candidate.ids].loss:
+            unique[candidate.ids] = candidate
+    ranked = sorted(unique.values(), key=lambda b: b.loss, reverse=True)
+    result.steps += 1
+    if ranked and ranked[0].loss > result.best.loss:
+        result.beams = ranked[:beam_width]
+        result.trajectory.append(result.best.loss)
+    elif stop_if_stuck:
+        result.done = True
+    if len(result.trajectory) - 1 >= flip_budget or result.remaining <= 0:
+        result.done = True
+
+
+def flip_search(
+    objective: Objective,
+    examples: Sequence[AttackExample],
+    vocab: CandidateVocabulary,
+    settings: FlipSettings,
+    proposer: str = "gradient",
+    budgets: Sequence[int | None] | None = None,
+    generator: torch.Generator | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[FlipResult]:
+    """Attack every example; returns one result per example, in order."""
+    if proposer not in PROPOSERS:
+        raise ValueError(f"proposer={proposer!r}: one of {PROPOSERS}")
+    if proposer == "random" and budgets is None:
+        budgets = [max_flip_queries(settings)] * len(examples)
+    if proposer == "gradient":
+        budgets = [None] * len(examples)
+    generator = generator or torch.Generator().manual_seed(0)
+    results = _start(objective, examples, budgets)
+    if settings.budget == 0:
+        for result in results:
+            result.done = True
+    reported = 0
+    while True:
+        active = [r for r in results if not r.done]
+        if progress:
+            finished = len(results) - len(active)
+            progress(finished - reported)
+            reported = finished
+        if not active:
+            return results
+        if proposer == "gradient":
+            proposals = _gradient_candidates(objective, active, vocab, settings.top_k)
+        else:
+            proposals = _random_candidates(active, vocab, settings.top_k + 1, generator)
+        rows = [(c.ids, r.example.target) for r, cs in zip(active, proposals, strict=True)
+                for c in cs]  # fmt: skip
+        losses = iter(objective.losses(rows))
+        for result, candidates in zip(active, proposals, strict=True):
+            for candidate in candidates:
+                candidate.loss = next(losses)
+            result.queries += len(candidates)
+            _accept(result, candidates, settings.beam, proposer == "gradient", settings.budget)

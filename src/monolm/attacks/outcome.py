@@ -1,0 +1,136 @@
+"""What an attack did to a model: per-example rows and aggregates (SCIENCE.md section 4).
+
+Per example: clean and attacked NLL of the target (nats/token), the absolute and relative change;
+for seq2seq the summaries generated from the clean and the attacked input and their ROUGE-L
+(F1 x 100); a status. Success is a relative ROUGE-L drop above `success_threshold` (seq2seq) or a
+relative NLL increase above `nll_success_threshold` (causal LM). An example whose clean score is
+under the floor is `skipped`: a summary with ROUGE-L near 0 cannot drop, and a relative NLL
+increase from a near-zero NLL means nothing. success rate = successes / (successes + failures).
+The same function scores a transfer target on the source's clean and attacked inputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from monolm.attacks.examples import AttackExample
+from monolm.attacks.objective import Objective
+from monolm.metrics.bootstrap import bootstrap_ci
+
+SUCCESS, FAILURE, SKIPPED = "success", "failure", "skipped"
+
+
+def _status(clean: float, attacked: float, floor: float, threshold: float, drop: bool) -> str:
+    """`drop`: success is a relative fall of the score (ROUGE); else a relative rise (NLL)."""
+    if clean < floor or clean <= 0:
+        return SKIPPED
+    change = (clean - attacked) / clean if drop else (attacked - clean) / clean
+    return SUCCESS if change > threshold else FAILURE
+
+
+def _rouge_l(generated: Sequence[str], references: Sequence[str]) -> list[float]:
+    from monolm.metrics.rouge import rouge_per_example
+
+    return [100.0 * s["rougeL"] for s in rouge_per_example(generated, references)]
+
+
+def measure(
+    objective: Objective,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: Sequence[AttackExample],
+    clean: Sequence[tuple[int, ...]],
+    attacked: Sequence[tuple[int, ...]],
+    tokens_changed: Sequence[int],
+    cfg: DictConfig,
+    generation_context: Callable[[], contextlib.AbstractContextManager],
+    progress: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per example: NLLs, (seq2seq) generated summaries and ROUGE-L, status.
+    `tokens_changed`: flipped positions (HotFlip) or inserted tokens (a trigger)."""
+    settings = cfg.attack
+    targets = [e.target for e in examples]
+    clean_nll = objective.losses(list(zip(clean, targets, strict=True)))
+    attacked_nll = objective.losses(list(zip(attacked, targets, strict=True)))
+    rows: list[dict[str, Any]] = []
+    for i, example in enumerate(examples):
+        delta = attacked_nll[i] - clean_nll[i]
+        rows.append({
+            "id": example.id, "reference": example.reference,
+            "clean_input": tokenizer.decode(clean[i]),
+            "attacked_input": tokenizer.decode(attacked[i]),
+            "clean_ids": list(clean[i]), "attacked_ids": list(attacked[i]),
+            "tokens_changed": tokens_changed[i],
+            "clean_nll": clean_nll[i], "attacked_nll": attacked_nll[i], "delta_nll": delta,
+            "relative_nll": delta / clean_nll[i] if clean_nll[i] > 0 else None,
+        })  # fmt: skip
+    if objective.seq2seq:
+        model: PreTrainedModel = objective.model
+        with generation_context():
+            from monolm.evaluation.generate import generate_from_ids
+
+            texts = generate_from_ids(model, tokenizer, [*clean, *attacked], cfg.generation,
+                                      progress)  # fmt: skip
+        references = [e.reference for e in examples]
+        clean_rouge = _rouge_l(texts[: len(clean)], references)
+        attacked_rouge = _rouge_l(texts[len(clean) :], references)
+        for i, row in enumerate(rows):
+            row.update({
+                "clean_generated": texts[i], "attacked_generated": texts[len(clean) + i],
+                "clean_rougeL": clean_rouge[i], "attacked_rougeL": attacked_rouge[i],
+                "rougeL_relative_drop": (clean_rouge[i] - attacked_rouge[i]) / clean_rouge[i]
+                if clean_rouge[i] > 0 else None,
+                "status": _status(clean_rouge[i], attacked_rouge[i], settings.rouge_floor,
+                                  settings.success_threshold, drop=True),
+            })  # fmt: skip
+    else:
+        for row in rows:
+            row["status"] = _status(row["clean_nll"], row["attacked_nll"], settings.nll_floor,
+                                    settings.nll_success_threshold, drop=False)  # fmt: skip
+    return rows
+
+
+def aggregate(rows: Sequence[dict[str, Any]], bootstrap: Any) -> dict[str, Any]:
+    """Counts, success rate and means with percentile bootstrap CIs."""
+
+    def ci(values: Sequence[float]) -> dict[str, float] | None:
+        values = [v for v in values if v is not None]
+        if not values:
+            return None
+        return bootstrap_ci(np.asarray(values, dtype=np.float64), bootstrap.resamples,
+                            bootstrap.confidence, bootstrap.seed)  # fmt: skip
+
+    statuses = [r["status"] for r in rows]
+    decided = [r for r in rows if r["status"] != SKIPPED]
+    out: dict[str, Any] = {
+        "n": len(rows),
+        "successes": statuses.count(SUCCESS),
+        "failures": statuses.count(FAILURE),
+        "skipped": statuses.count(SKIPPED),
+        "success_rate": ci([float(r["status"] == SUCCESS) for r in decided]),
+    }
+    keys = ["clean_nll", "attacked_nll", "delta_nll", "relative_nll", "tokens_changed"]
+    keys += [k for k in ("queries", "gradient_queries") if rows and k in rows[0]]
+    if rows and "clean_rougeL" in rows[0]:
+        keys += ["clean_rougeL", "attacked_rougeL"]
+        out["rougeL_relative_drop"] = ci([r["rougeL_relative_drop"] for r in decided])
+    for key in keys:
+        out[key] = ci([r[key] for r in rows])
+    return out
+
+
+def no_grad_generation(objective: Objective) -> Callable[[], contextlib.AbstractContextManager]:
+    """inference_mode + cached parametrisations + autocast, for `model.generate`."""
+
+    @contextlib.contextmanager
+    def context() -> Any:
+        with torch.inference_mode(), objective.constraint.cached_weights(), objective.autocast():
+            yield
+
+    return context

@@ -1,0 +1,208 @@
+"""Universal adversarial triggers (Wallace et al. 2019) and their gradient-free control.
+
+One trigger of L tokens is optimised on an optimisation split and evaluated on a separate split.
+It is inserted at a fixed place after truncation (`pack`, which asserts it is present in every
+packed input). Per batch of optimisation examples: the embedding gradient at the trigger positions
+averaged over the batch ranks every candidate token per position by the first-order score; the
+top-k per position are re-scored with forward passes on that batch, position by position left to
+right, keeping a beam of the best triggers (the current trigger competes too). Random restarts
+start from random candidate tokens; the restart with the highest loss over all optimisation
+examples wins. The random control runs the same search with candidates drawn uniformly and the
+same number of queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from monolm.attacks.examples import AttackExample, pack
+from monolm.attacks.first_order import blocked, first_order_scores
+from monolm.attacks.objective import Objective
+from monolm.attacks.vocabulary import CandidateVocabulary
+
+
+@dataclass
+class TriggerSettings:
+    length: int = 6
+    position: str = "start"  # start: right after the task prefix; end: right before the suffix
+    top_k: int = 100  # candidates re-scored per trigger position
+    beam: int = 1
+    restarts: int = 10
+    steps: int = 16  # optimisation batches per restart
+    batch_size: int = 16  # optimisation examples per batch
+    init: str = " the"  # restart 0 starts from this token repeated (must be one candidate token)
+    optimization_split: str | None = None  # null: the dataset's train split
+    optimization_examples: int = 256
+
+
+def max_trigger_queries(settings: TriggerSettings, optimization_examples: int) -> int:
+    """The most queries the gradient search can spend on one restart (the random control's
+    default budget): per step a gradient on the batch and, per position, top_k candidates per
+    beam on the batch; then the final trigger on every optimisation example."""
+    batch = min(settings.batch_size, optimization_examples)
+    per_step = batch * (1 + settings.length * settings.beam * settings.top_k)
+    return settings.steps * per_step + optimization_examples
+
+
+@dataclass
+class Restart:
+    index: int
+    initial: tuple[int, ...]
+    trigger: tuple[int, ...] = ()
+    optimization_loss: float = float("nan")  # mean loss over every optimisation example
+    batch_losses: list[float] = field(default_factory=list)  # batch loss after each step
+    steps: int = 0
+    queries: int = 0
+    gradient_queries: int = 0
+
+
+def _rows(
+    examples: Sequence[AttackExample], trigger: Sequence[int], position: str
+) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    return [(pack(e, trigger, position).ids, e.target) for e in examples]
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _scored(
+    objective: Objective, batch: Sequence[AttackExample], triggers: list[tuple[int, ...]],
+    position: str,
+) -> list[float]:  # fmt: skip
+    """Mean batch loss of each trigger (one batched scoring call for all of them)."""
+    rows = [row for trigger in triggers for row in _rows(batch, trigger, position)]
+    losses = objective.losses(rows)
+    n = len(batch)
+    return [_mean(losses[i * n : (i + 1) * n]) for i in range(len(triggers))]
+
+
+def _gradient_candidates(
+    objective: Objective, batch: Sequence[AttackExample], trigger: tuple[int, ...],
+    settings: TriggerSettings, vocab: CandidateVocabulary,
+) -> tuple[float, list[list[int]]]:  # fmt: skip
+    rows = _rows(batch, trigger, settings.position)
+    losses, grads = objective.gradients(rows)
+    spans = [pack(e, trigger, settings.position).trigger for e in batch]
+    averaged = torch.stack(
+        [g[span.start : span.stop] for g, span in zip(grads, spans, strict=True)]
+    ).mean(0)
+    ids = torch.tensor(trigger, device=averaged.device)
+    scores = blocked(first_order_scores(averaged, ids, objective.embeddings), vocab.mask, ids)
+    top = scores.topk(min(settings.top_k, scores.shape[1]), dim=1)
+    candidates = [
+        [t for t, v in zip(row_ids, row_values, strict=True) if v != float("-inf")]
+        for row_ids, row_values in zip(top.indices.tolist(), top.values.tolist(), strict=True)
+    ]
+    return _mean(losses), candidates
+
+
+def _random_candidates(
+    trigger: tuple[int, ...], top_k: int, vocab: CandidateVocabulary, generator: torch.Generator
+) -> list[list[int]]:
+    tokens = vocab.ids
+    out = []
+    for current in trigger:
+        picks = tokens[torch.randperm(len(tokens), generator=generator)[: top_k + 1]].tolist()
+        out.append([t for t in picks if t != current][:top_k])
+    return out
+
+
+def _beam_over_positions(
+    objective: Objective, batch: Sequence[AttackExample], trigger: tuple[int, ...],
+    loss: float, candidates: list[list[int]], settings: TriggerSettings, restart: Restart,
+    budget: int | None,
+) -> tuple[tuple[int, ...], float]:  # fmt: skip
+    beams = [(trigger, loss)]
+    for position, tokens in enumerate(candidates):
+        expansions = list(dict.fromkeys(
+            (*t[:position], v, *t[position + 1 :])
+            for t, _ in beams for v in tokens if v != t[position]
+        ))  # fmt: skip
+        if budget is not None:
+            expansions = expansions[: max(0, (budget - restart.queries) // len(batch))]
+        if not expansions:
+            continue
+        losses = _scored(objective, batch, expansions, settings.position)
+        restart.queries += len(expansions) * len(batch)
+        pool = dict(beams)
+        pool.update(zip(expansions, losses, strict=True))
+        beams = sorted(pool.items(), key=lambda item: item[1], reverse=True)[: settings.beam]
+    return beams[0]
+
+
+def _one_restart(
+    objective: Objective, optimization: Sequence[AttackExample], initial: tuple[int, ...],
+    settings: TriggerSettings, vocab: CandidateVocabulary, proposer: str, index: int,
+    budget: int | None, generator: torch.Generator, progress: Callable[[int], None] | None,
+) -> Restart:  # fmt: skip
+    restart = Restart(index, initial)
+    trigger = initial
+    batch_size = min(settings.batch_size, len(optimization))
+    final_cost = len(optimization)
+    order: list[int] = []
+    while True:
+        if budget is None and restart.steps >= settings.steps:
+            break
+        if budget is not None and budget - restart.queries - final_cost < 2 * batch_size:
+            break  # not enough left for a loss and one candidate on a batch
+        if len(order) < batch_size:
+            order += torch.randperm(len(optimization), generator=generator).tolist()
+        batch = [optimization[i] for i in order[:batch_size]]
+        order = order[batch_size:]
+        if proposer == "gradient":
+            loss, candidates = _gradient_candidates(objective, batch, trigger, settings, vocab)
+            restart.gradient_queries += len(batch)
+        else:
+            loss = _scored(objective, batch, [trigger], settings.position)[0]
+            candidates = _random_candidates(trigger, settings.top_k, vocab, generator)
+        restart.queries += len(batch)
+        limit = None if budget is None else budget - final_cost
+        trigger, loss = _beam_over_positions(objective, batch, trigger, loss, candidates,
+                                             settings, restart, limit)  # fmt: skip
+        restart.batch_losses.append(loss)
+        restart.steps += 1
+        if progress:
+            progress(1)
+    restart.trigger = trigger
+    restart.optimization_loss = _mean(
+        objective.losses(_rows(optimization, trigger, settings.position))
+    )
+    restart.queries += final_cost
+    return restart
+
+
+def trigger_search(
+    objective: Objective,
+    optimization: Sequence[AttackExample],
+    vocab: CandidateVocabulary,
+    settings: TriggerSettings,
+    initial: tuple[int, ...],
+    proposer: str = "gradient",
+    budgets: Sequence[int] | None = None,
+    generator: torch.Generator | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Restart]:
+    """Every restart's result; restart 0 starts from `initial`, the others from random tokens.
+    `budgets` (random control only) caps each restart's queries; by default the most the
+    gradient search could spend."""
+    if proposer == "random" and budgets is None:
+        budgets = [max_trigger_queries(settings, len(optimization))] * settings.restarts
+    generator = generator or torch.Generator().manual_seed(0)
+    restarts = []
+    for index in range(settings.restarts):
+        start = initial if index == 0 else tuple(
+            vocab.ids[torch.randint(len(vocab.ids), (settings.length,), generator=generator)]
+            .tolist()
+        )  # fmt: skip
+        budget = budgets[index] if proposer == "random" and budgets is not None else None
+        restarts.append(_one_restart(objective, optimization, start, settings, vocab, proposer,
+                                     index, budget, generator, progress))  # fmt: skip
+    return restarts
+
+
+def best_restart(restarts: Sequence[Restart]) -> Restart:
+    return max(restarts, key=lambda r: r.optimization_loss)
