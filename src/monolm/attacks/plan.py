@@ -197,6 +197,19 @@ def check_transfer_targets(
                 )
 
 
+def check_trigger_init(tokenizer: PreTrainedTokenizerBase, init: str) -> int:
+    """The id of `attack.trigger.init`, which must be one candidate token."""
+    from monolm.attacks.vocabulary import round_trip_failures, special_ids
+
+    ids = tokenizer(init, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1 or ids[0] in special_ids(tokenizer) or round_trip_failures(tokenizer, ids):
+        raise UserError(
+            f"attack.trigger.init={init!r} is {len(ids)} tokens {ids}: it must be one candidate "
+            "token (not special, surviving a decode/encode round trip), e.g. ' the'"
+        )
+    return ids[0]
+
+
 def source_tokenizer(plan: Plan, cfg: DictConfig, conf_dir: Path) -> PreTrainedTokenizerBase:
     target = str(plan.run_dir) if plan.run_dir is not None else str(cfg.model)
     return target_tokenizer(target, conf_dir, cfg.paths.cache_dir)

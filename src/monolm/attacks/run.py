@@ -39,6 +39,7 @@ from monolm.attacks.plan import (
     TRIGGERS_FILE,
     Plan,
     check_transfer_targets,
+    check_trigger_init,
     plan_attack,
     search_kind,
     source_tokenizer,
@@ -92,16 +93,6 @@ def build_examples(
             f"{cfg.min_context_tokens + cfg.continuation_tokens} tokens"
         )
     return examples, left_out
-
-
-def _trigger_init(tokenizer: Any, vocab: CandidateVocabulary, settings: TriggerSettings) -> int:
-    ids = tokenizer(settings.init, add_special_tokens=False)["input_ids"]
-    if len(ids) != 1 or not bool(vocab.mask[ids[0]]):
-        raise UserError(
-            f"attack.trigger.init={settings.init!r} is {len(ids)} tokens {ids}: it must be one "
-            "candidate token (not special, surviving a decode/encode round trip), e.g. ' the'"
-        )
-    return ids[0]
 
 
 def _matched_flip_budgets(base: Path, examples: Sequence[AttackExample]) -> list[int]:
@@ -168,7 +159,7 @@ def _trigger_attack(
     opt_rows = split_rows(plan.dataset, settings.optimization_split, seed,
                           settings.optimization_examples, which="train")  # fmt: skip
     optimization, _ = build_examples(opt_rows, plan.dataset, tokenizer, plan.family, cfg)
-    initial = (_trigger_init(tokenizer, vocab, settings),) * settings.length
+    initial = (check_trigger_init(tokenizer, settings.init),) * settings.length
     budgets = (_matched_restart_budgets(plan.queries_from, settings.restarts)
                if plan.queries_from else None)  # fmt: skip
     total = settings.restarts * settings.steps if proposer == "gradient" else None
@@ -254,10 +245,12 @@ def _summary(aggregates: dict[str, Any]) -> dict[str, Any]:
 def attack(cfg: DictConfig, conf_dir: Path) -> list[Path]:
     """Attack what `cfg` names; returns the attack.json paths written."""
     plans = plan_attack(cfg, conf_dir)
-    tokenizers = {
-        str(p.run_dir or cfg.model): tokenizer_fingerprint(source_tokenizer(p, cfg, conf_dir))
-        for p in plans
-    }
+    tokenizers = {}
+    for plan in plans:  # cheap checks that need the tokenizer, before any weights load
+        tokenizer = source_tokenizer(plan, cfg, conf_dir)
+        if search_kind(cfg) == "trigger":
+            check_trigger_init(tokenizer, cfg.attack.trigger.init)
+        tokenizers[str(plan.run_dir or cfg.model)] = tokenizer_fingerprint(tokenizer)
     check_transfer_targets(cfg, conf_dir, tokenizers)
     out_root = Path(cfg.paths.output_dir)
     written, matrix = [], {}
