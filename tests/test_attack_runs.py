@@ -34,7 +34,8 @@ QUICK_UAT = ("attack.trigger.length=3", "attack.trigger.top_k=8", "attack.trigge
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """tiny_t5 and two tiny_pythia runs (seeds 0 and 1, one sweep dir), 300 steps each."""
+    """tiny_t5 and tiny_pythia (300 steps) and a second tiny_pythia (seed 1, 100 steps) beside it
+    in one sweep dir."""
     root = tmp_path_factory.mktemp("attack-runs")
     sweep = root / "sweep"
     made = {}
@@ -43,7 +44,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         ("pythia", ("model=tiny_pythia", "seed=0"), sweep / "0"),
         ("pythia_b", ("model=tiny_pythia", "seed=1", "trainer.max_steps=100"), sweep / "1"),
     ):
-        result = run_script("train.py", *TRAIN, *overrides, f"hydra.run.dir={run_dir}")
+        result = run_script(
+            "train.py", *TRAIN, *overrides, f"hydra.run.dir={run_dir}", timeout=1200
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         made[name] = run_dir
     made["sweep"] = sweep
