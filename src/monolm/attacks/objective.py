@@ -77,19 +77,24 @@ class Objective:
             ids = self._padded([r[0] for r in rows], self.pad_id)
             labels = self._padded([r[1] for r in rows], IGNORE)
             decoder_ids = self.model.prepare_decoder_input_ids_from_labels(labels=labels)
-            return _Batch({"input_ids": ids, "attention_mask": _lengths_mask(rows, ids),
+            mask = [[1] * len(r[0]) + [0] * (ids.shape[1] - len(r[0])) for r in rows]
+            return _Batch({"input_ids": ids,
+                           "attention_mask": torch.tensor(mask, device=self.device),
                            "decoder_input_ids": decoder_ids}, labels)  # fmt: skip
         full = [r[0] + r[1] for r in rows]
         ids = self._padded(full, self.pad_id)
-        mask = torch.zeros_like(ids, dtype=torch.long)
+        width = ids.shape[1]
         # Position j predicts token j + 1: label the positions just before each target token.
-        shifted = torch.full_like(ids, IGNORE)
-        for i, (inp, tgt) in enumerate(rows):
-            mask[i, : len(inp) + len(tgt)] = 1
-            shifted[i, len(inp) - 1 : len(inp) + len(tgt) - 1] = torch.tensor(tgt)
-        keep = ids.shape[1] - min(len(r[0]) for r in rows) + 1
-        return _Batch({"input_ids": ids, "attention_mask": mask, "logits_to_keep": keep},
-                      shifted[:, -keep:])  # fmt: skip
+        # Built as lists and moved once (no per-row host-to-device copies on a GPU).
+        mask = [[1] * len(f) + [0] * (width - len(f)) for f in full]
+        shifted = [
+            [IGNORE] * (len(inp) - 1) + list(tgt) + [IGNORE] * (width + 1 - len(inp) - len(tgt))
+            for inp, tgt in rows
+        ]
+        keep = width - min(len(r[0]) for r in rows) + 1
+        labels = torch.tensor(shifted, device=self.device)[:, -keep:]
+        return _Batch({"input_ids": ids, "attention_mask": torch.tensor(mask, device=self.device),
+                       "logits_to_keep": keep}, labels)  # fmt: skip
 
     def _nll(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mean NLL per row over its labelled positions (fp32 log-softmax)."""
@@ -139,11 +144,3 @@ class Objective:
         self.queries += len(rows)
         self.gradient_queries += len(rows)
         return losses, grads
-
-
-def _lengths_mask(rows: Sequence[Row], ids: torch.Tensor) -> torch.Tensor:
-    """1 on each row's real encoder positions (by length, not by comparing with the pad id)."""
-    mask = torch.zeros_like(ids, dtype=torch.long)
-    for i, (inp, _) in enumerate(rows):
-        mask[i, : len(inp)] = 1
-    return mask

@@ -1,0 +1,315 @@
+"""How much of an attack's wall time is spent inside the model, and how fast it scores candidates.
+
+For each model (tiny_t5 on the bundled tiny_summarization validation articles, tiny_pythia on the
+bundled tiny_lm validation texts), in one process:
+
+1. HotFlip (gradient proposer, `flip_search`: --examples examples, budget 5, top_k 20) and UAT
+   (gradient proposer, `trigger_search`: length 6, top_k 20, 1 restart, 4 steps, batches of 8,
+   optimised on the same examples), each run with a fresh `Objective`. Wall time of the whole
+   search; `Objective.model_seconds` (time inside model forward/backward calls, loss included);
+   share = model_seconds / wall. Target: share >= 0.80.
+2. Candidates scored per second, (queries - gradient_queries) / wall, against a reference
+   measured in the same run: the plain batched forward, `model(input_ids, attention_mask, ...)`
+   under `torch.inference_mode()`, sequences/s over the rows of the attack's largest scoring call
+   (recorded during the run), chunked like the objective (sorted by length, --batch-size rows
+   per batch), padded and on the device before the clock starts, no loss. `ratio` is the
+   attack's candidate rate over that reference; the gradient passes (one per beam and step) are
+   charged to the attack, so it sits below the share. `scoring ratio` is the candidates per
+   second of scoring model time (model_seconds minus the gradient calls' model seconds) over the
+   reference: how well `Objective.losses` batches compared with the raw call.
+
+Each repeat runs the attack, then the reference; medians over repeats are printed as a table
+and one JSON line. Run it on an idle machine: the figures are ratios, but OpenMP threads
+competing with other processes for a few cores distort them (`--threads 1` suffers least).
+`--profile` adds a cProfile of one run of each attack (top functions by own time).
+`--gpu-sizes` (CUDA only) instead builds t5_small- and pythia_1.4b-sized models with random
+weights (the published shapes, or the config of a local copy named by `model.name_or_path=`)
+and records per-example HotFlip seconds (and the same figures) on random-token inputs (seq2seq
+256 input / 64 target tokens; causal 96 context + 32 continuation): no tokenizer, no download.
+
+    python benchmarks/attack_efficiency.py [--models tiny_t5 tiny_pythia] [--examples 16]
+        [--repeats 3] [--batch-size 32] [--device cpu|cuda] [--autocast none|bf16]
+        [--constraint none|monotonic] [--threads N] [--profile] [--gpu-sizes] [overrides...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra import compose, initialize_config_dir
+from transformers import AutoConfig, PreTrainedModel
+
+from monolm.attacks.examples import AttackExample, causal_lm_example, pack, seq2seq_example
+from monolm.attacks.hotflip import FlipSettings, flip_search
+from monolm.attacks.objective import IGNORE, Objective, Row
+from monolm.attacks.triggers import TriggerSettings, trigger_search
+from monolm.attacks.vocabulary import CandidateVocabulary, candidate_vocabulary
+from monolm.config.attack_schema import AttackRunConfig
+from monolm.config.schema import register_configs
+from monolm.constraints import build_constraint
+from monolm.data.bundled import bundled_files
+from monolm.models.loading import load_model, load_model_config, load_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_SHARE = 0.80
+# Published shapes (used unless model.name_or_path= names a local copy); random init.
+GPU_SIZES: dict[str, dict[str, Any]] = {
+    "t5_small": dict(model_type="t5", d_model=512, d_ff=2048, d_kv=64, num_heads=8, num_layers=6,
+                     num_decoder_layers=6, feed_forward_proj="relu", vocab_size=32128,
+                     pad_token_id=0, eos_token_id=1, decoder_start_token_id=0),
+    "pythia_1.4b": dict(model_type="gpt_neox", hidden_size=2048, num_hidden_layers=24,
+                        num_attention_heads=16, intermediate_size=8192, rotary_pct=0.25,
+                        max_position_embeddings=2048, use_parallel_residual=True,
+                        vocab_size=50304, bos_token_id=0, eos_token_id=0, pad_token_id=0),
+}  # fmt: skip
+REAL_VOCAB = {"t5_small": 32000, "pythia_1.4b": 50277}  # rows that are real, non-special tokens
+
+
+class RecordingObjective(Objective):
+    """An Objective that keeps the rows of every scoring call (for the reference's shapes) and
+    the model seconds spent in gradient calls (the rest of `model_seconds` is scoring)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.calls: list[list[Row]] = []
+        self.gradient_seconds = 0.0
+
+    def losses(self, rows: Sequence[Row]) -> list[float]:
+        self.calls.append(list(rows))
+        return super().losses(rows)
+
+    def gradients(self, rows: Sequence[Row]) -> tuple[list[float], list[torch.Tensor]]:
+        before = self.model_seconds
+        out = super().gradients(rows)
+        self.gradient_seconds += self.model_seconds - before
+        return out
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def plain_batches(
+    model: PreTrainedModel, rows: list[Row], batch_size: int, pad_id: int, device: torch.device
+) -> list[dict[str, torch.Tensor | int]]:
+    """The model inputs of `rows`, chunked by length like the objective, built once up front."""
+    rows = sorted(rows, key=lambda r: len(r[0]) + len(r[1]))
+    out: list[dict[str, torch.Tensor | int]] = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        seqs = [r[0] if model.config.is_encoder_decoder else r[0] + r[1] for r in chunk]
+        width = max(map(len, seqs))
+        ids = torch.tensor([list(s) + [pad_id] * (width - len(s)) for s in seqs])
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+        inputs: dict[str, torch.Tensor | int] = {"input_ids": ids.to(device),
+                                                  "attention_mask": mask.to(device)}  # fmt: skip
+        if model.config.is_encoder_decoder:
+            t = max(len(r[1]) for r in chunk)
+            labels = torch.tensor([list(r[1]) + [IGNORE] * (t - len(r[1])) for r in chunk])
+            decoder = model.prepare_decoder_input_ids_from_labels(labels=labels)
+            inputs["decoder_input_ids"] = decoder.to(device)
+        else:
+            inputs["logits_to_keep"] = width - min(len(r[0]) for r in chunk) + 1
+        out.append(inputs)
+    return out
+
+
+def reference_rate(model: PreTrainedModel, objective: Objective, batches: list[dict]) -> float:
+    """Sequences/s of the raw batched forward (no loss, no attack machinery)."""
+    sync(objective.device)
+    start = time.perf_counter()
+    with torch.inference_mode(), objective.constraint.cached_weights(), objective.autocast():
+        for inputs in batches:
+            model(**inputs, use_cache=False).logits  # noqa: B018
+    sync(objective.device)
+    return sum(len(b["input_ids"]) for b in batches) / (time.perf_counter() - start)
+
+
+def run_attack(kind: str, objective: RecordingObjective, examples: list[AttackExample],
+               vocab: CandidateVocabulary, initial: int) -> dict[str, float]:  # fmt: skip
+    sync(objective.device)
+    start = time.perf_counter()
+    if kind == "hotflip":
+        flip_search(objective, examples, vocab, FlipSettings(budget=5, top_k=20, beam=1))
+    else:
+        settings = TriggerSettings(length=6, top_k=20, restarts=1, steps=4, batch_size=8)
+        trigger_search(objective, examples, vocab, settings, (initial,) * settings.length)
+    sync(objective.device)
+    wall = time.perf_counter() - start
+    candidates = objective.queries - objective.gradient_queries
+    scoring = objective.model_seconds - objective.gradient_seconds
+    return {"wall_s": wall, "model_s": objective.model_seconds,
+            "share": objective.model_seconds / wall, "gradient_s": objective.gradient_seconds,
+            "candidates": candidates, "gradient_rows": objective.gradient_queries,
+            "candidates_per_s": candidates / wall,
+            "candidates_per_scoring_s": candidates / scoring}  # fmt: skip
+
+
+def tiny_examples(cfg: Any, tokenizer: Any, n: int) -> list[AttackExample]:
+    ds, examples = cfg.dataset, []
+    with open(bundled_files(ds.bundled)["validation"], encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle]
+    for i, row in enumerate(rows):
+        if cfg.model.family == "seq2seq":
+            examples.append(seq2seq_example(
+                tokenizer, i, row[ds.source_field], row[ds.target_field], ds.source_prefix,
+                ds.max_length, ds.max_target_length))  # fmt: skip
+        else:
+            d = AttackRunConfig
+            example = causal_lm_example(tokenizer, i, row[ds.text_field], d.context_tokens,
+                                        d.continuation_tokens, d.min_context_tokens,
+                                        ds.max_length)  # fmt: skip
+            examples += [example] if example else []
+        if len(examples) == n:
+            break
+    return examples
+
+
+def random_examples(
+    seq2seq: bool, vocab: CandidateVocabulary, n: int, gen: torch.Generator
+) -> list[AttackExample]:
+    ids = vocab.ids
+
+    def draw(k: int) -> tuple[int, ...]:
+        return tuple(ids[torch.randint(len(ids), (k,), generator=gen)].tolist())
+
+    if seq2seq:  # "summarize:" stand-in, body, </s>; target + </s>
+        return [AttackExample(i, draw(3), draw(252), (1,), (*draw(63), 1), "", 256, "head")
+                for i in range(n)]  # fmt: skip
+    return [AttackExample(i, (), draw(96), (), draw(32), "", 96, "tail") for i in range(n)]
+
+
+def measure(
+    name: str, model: PreTrainedModel, constraint: Any, pad_id: int,
+    examples: list[AttackExample], vocab: CandidateVocabulary, initial: int,
+    args: argparse.Namespace, kinds: Sequence[str],
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Per attack, each repeat: the attack (recording its scoring calls), then the reference on
+    the rows of its largest scoring call. Medians over repeats."""
+    dtype = torch.bfloat16 if args.autocast == "bf16" else None
+
+    def make() -> RecordingObjective:
+        return RecordingObjective(model, constraint, pad_id, args.batch_size, dtype)
+
+    clean = [(pack(e).ids, e.target) for e in examples]
+    warm = make()  # untimed: CUDA/cuBLAS init, allocator
+    warm.losses(clean)
+    warm.gradients(clean[: args.batch_size])
+    out = []
+    for kind in kinds:
+        runs, refs = [], []
+        for _ in range(args.repeats):
+            objective = make()
+            runs.append(run_attack(kind, objective, examples, vocab, initial))
+            largest = max(objective.calls, key=len)  # the same call in every (seeded) run
+            batches = plain_batches(model, largest, args.batch_size, pad_id, objective.device)
+            refs.append(reference_rate(model, objective, batches))
+        if args.profile:
+            profiler = cProfile.Profile()
+            profiler.runcall(run_attack, kind, make(), examples, vocab, initial)
+            print(f"--- cProfile: {name} {kind} (top 15 by own time)")
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+        row = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+        row.update(model=name, attack=kind, examples=len(examples),
+                   ref_seq_per_s=statistics.median(refs))  # fmt: skip
+        row["ratio_to_reference"] = row["candidates_per_s"] / row["ref_seq_per_s"]
+        row["scoring_ratio"] = row["candidates_per_scoring_s"] / row["ref_seq_per_s"]
+        row["per_example_s"] = row["wall_s"] / len(examples)
+        row["target_met"] = row["share"] >= TARGET_SHARE
+        out.append(row)
+        print(f"{name} {kind}: share {row['share']:.3f}  cand/s {row['candidates_per_s']:,.0f}  "
+              f"ref seq/s {row['ref_seq_per_s']:,.0f}", flush=True)  # fmt: skip
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["tiny_t5", "tiny_pythia"])
+    parser.add_argument("--examples", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=AttackRunConfig.batch_size)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--autocast", choices=["none", "bf16"], default=None,
+                        help="default: bf16 on cuda, none on cpu")  # fmt: skip
+    parser.add_argument("--constraint", choices=["none", "monotonic"], default="none")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--gpu-sizes", action="store_true")
+    parser.add_argument("overrides", nargs="*", help="train.py config overrides")
+    args = parser.parse_args()
+    args.autocast = args.autocast or ("bf16" if args.device == "cuda" else "none")
+    if args.gpu_sizes and not (args.device == "cuda" and torch.cuda.is_available()):
+        raise SystemExit("--gpu-sizes needs CUDA: run with --device cuda on a GPU machine")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda but no CUDA device is visible")
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    register_configs()
+    rows: list[dict] = []
+    for name in GPU_SIZES if args.gpu_sizes else args.models:
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            cfg = compose("train", overrides=[
+                f"model={name}", f"constraint={args.constraint}",
+                f"paths.output_dir={tempfile.mkdtemp()}", *args.overrides])  # fmt: skip
+        L.seed_everything(cfg.seed, verbose=False)
+        if args.gpu_sizes:
+            local = Path(str(cfg.model.name_or_path)).expanduser().is_dir()
+            config = (load_model_config(cfg.model, None) if local
+                      else AutoConfig.for_model(**GPU_SIZES[name]))  # fmt: skip
+            cfg.model.pretrained = False
+            model = load_model(cfg.model, config)
+            mask = torch.zeros(model.get_input_embeddings().weight.shape[0], dtype=torch.bool)
+            mask[2 : REAL_VOCAB[name]] = True
+            vocab, pad_id = CandidateVocabulary(mask, {}), int(config.pad_token_id or 0)
+            examples = random_examples(config.is_encoder_decoder, vocab, args.examples,
+                                       torch.Generator().manual_seed(0))  # fmt: skip
+            initial = int(vocab.ids[0])
+        else:
+            tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
+            model = load_model(cfg.model, load_model_config(cfg.model, tokenizer))
+            vocab = candidate_vocabulary(tokenizer, model.get_input_embeddings().weight.shape[0])
+            pad_id, examples = tokenizer.pad_token_id, tiny_examples(cfg, tokenizer, args.examples)
+            the = tokenizer(" the", add_special_tokens=False)["input_ids"]
+            initial = the[0] if len(the) == 1 and vocab.mask[the[0]] else int(vocab.ids[0])
+        constraint = build_constraint(cfg.constraint)
+        constraint.apply(model, cfg.model)
+        model.to(device).eval()
+        kinds = ("hotflip",) if args.gpu_sizes else ("hotflip", "uat")
+        rows += measure(name, model, constraint, pad_id, examples, vocab, initial, args, kinds)
+        del model
+    print(
+        f"device={args.device} autocast={args.autocast} constraint={args.constraint} "
+        f"batch={args.batch_size} repeats={args.repeats} threads={torch.get_num_threads()} "
+        f"(medians; target share >= {TARGET_SHARE})"
+    )
+    print(
+        "| model | attack | wall s | s/example | model s (grad) | share | candidates | cand/s "
+        "| plain fwd seq/s | ratio | scoring ratio |\n" + "|---" * 11 + "|"
+    )
+    for r in rows:
+        flag = "" if r["target_met"] else " (below target)"
+        print(
+            f"| {r['model']} | {r['attack']} | {r['wall_s']:.2f} | {r['per_example_s']:.3f} "
+            f"| {r['model_s']:.2f} ({r['gradient_s']:.2f}) | **{r['share']:.3f}**{flag} "
+            f"| {r['candidates']:.0f} | {r['candidates_per_s']:,.0f} | {r['ref_seq_per_s']:,.0f} "
+            f"| {r['ratio_to_reference']:.3f} | {r['scoring_ratio']:.3f} |"
+        )
+    print(json.dumps({"device": args.device, "autocast": args.autocast, "results": rows}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
