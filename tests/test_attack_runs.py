@@ -240,6 +240,10 @@ def test_the_same_seed_gives_the_same_attack(runs: dict[str, Path], tmp_path: Pa
         (("attack=random", "attack.queries_from=/nonexistent"), ("/nonexistent", "attack.json")),
         (("attack.flip.budget=-1",), ("attack.flip.budget=-1", ">= 0")),
         (("attack=uat", "split=train"), ("split=train", "optimization_split")),
+        (
+            ("attack=uat", "attack.trigger.optimization_split=validation"),
+            ("split=validation", "optimization_split"),
+        ),
         (("attack=uat", "attack.trigger.init=' the cat'"), ("trigger.init", "one")),
         (("checkpoint=nope.ckpt",), ("nope.ckpt", "no fallback")),
     ],

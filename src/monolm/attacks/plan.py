@@ -104,11 +104,12 @@ def _dataset(cfg: DictConfig, conf_dir: Path, family: str, own: DictConfig | Non
             f"dataset '{dataset.name}' is {dataset.task} data: a seq2seq model is attacked on "
             "summarisation data (the loss is the reference summary's NLL)"
         )
-    if search_kind(cfg) == "trigger" and cfg.split is not None:
+    if search_kind(cfg) == "trigger":
+        evaluation = cfg.split or dataset.validation_split or "held out of train"
         optimization = cfg.attack.trigger.optimization_split or dataset.train_split
-        if optimization == cfg.split:
+        if optimization == evaluation:
             raise UserError(
-                f"split={cfg.split} is also attack.trigger.optimization_split: a trigger is "
+                f"split={evaluation} is also attack.trigger.optimization_split: a trigger must be "
                 "evaluated on examples it was not optimised on"
             )
     return dataset
