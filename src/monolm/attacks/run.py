@@ -228,8 +228,8 @@ def _measured(
     objective: Objective | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     objective = objective or _objective(subject, cfg)
-    with tqdm(total=2 * len(examples) if objective.seq2seq else None, unit="summary",
-              desc="measuring: generating", dynamic_ncols=True, leave=False) as bar:  # fmt: skip
+    with tqdm(total=2 * len(examples), unit="summary", desc="measuring: generating",
+              disable=not objective.seq2seq, dynamic_ncols=True, leave=False) as bar:  # fmt: skip
         return measure(objective, subject.tokenizer, examples, clean, attacked, changed, cfg,
                        no_grad_generation(objective), bar.update)  # fmt: skip
 
