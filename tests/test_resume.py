@@ -62,3 +62,30 @@ def test_resume_in_a_new_process_is_bit_exact(
     assert_same_tensors(straight["optimizer_states"], resumed["optimizer_states"], "optimizer")
     assert straight["lr_schedulers"] == resumed["lr_schedulers"]
     assert straight["tokens_seen"] == resumed["tokens_seen"]
+
+
+@pytest.mark.slow
+def test_a_truncated_checkpoint_falls_back_to_the_newest_one_that_loads(tmp_path: Path) -> None:
+    common = ("optim.schedule_steps=4", "trainer.val_check_interval=null",
+              "callbacks.checkpoint_every_n_steps=2", "callbacks.keep_checkpoints=5")  # fmt: skip
+    train(tmp_path / "straight", *common, "trainer.max_steps=4")
+    train(tmp_path / "resumed", *common, "trainer.max_steps=3")
+    folder = tmp_path / "resumed" / "checkpoints"
+    assert {p.name for p in folder.glob("*.ckpt")} == {
+        "last.ckpt", "step-0000002.ckpt", "step-0000003.ckpt"}  # fmt: skip
+    for name in ("last.ckpt", "step-0000003.ckpt"):  # as a kill in the middle of a write would
+        data = (folder / name).read_bytes()
+        (folder / name).write_bytes(data[: len(data) // 2])
+    truncated = (folder / "last.ckpt").read_bytes()
+
+    result = run_script("train.py", f"hydra.run.dir={tmp_path / 'resumed'}", *FAST, *common,
+                        "trainer.max_steps=4")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    said = result.stdout + (tmp_path / "resumed" / "train.log").read_text()
+    assert f"checkpoint {folder / 'last.ckpt'} is unreadable (kept as last.ckpt.unreadable)" in said
+    assert f"resuming from {folder / 'step-0000002.ckpt'}, the newest checkpoint that loads" in said
+    assert (folder / "last.ckpt.unreadable").read_bytes() == truncated  # kept, not overwritten
+    straight, resumed = last(tmp_path / "straight"), last(tmp_path / "resumed")
+    assert straight["global_step"] == resumed["global_step"] == 4
+    assert_same_tensors(straight["state_dict"], resumed["state_dict"], "state_dict")
+    assert_same_tensors(straight["optimizer_states"], resumed["optimizer_states"], "optimizer")

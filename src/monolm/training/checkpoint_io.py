@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from monolm.errors import UserError
 
 LAST = "last.ckpt"
+log = logging.getLogger(__name__)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -34,16 +37,63 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # truncated zip, pickle error, disallowed global: all unreadable
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"checkpoint '{path}' is unreadable ({first}): move it away") from exc
+        message = f"checkpoint '{path}' is unreadable ({_reason(exc)}): move it away"
+        raise UserError(message) from exc
 
 
-def resume_checkpoint(run_dir: Path) -> Path | None:
-    """`<run_dir>/checkpoints/last.ckpt` if present, after checking it loads; else None."""
-    path = run_dir / "checkpoints" / LAST
-    if not path.exists():
-        return None
+def _reason(exc: Exception) -> str:
+    """The first sentence of an exception's message (torch's zip errors run to a paragraph)."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.split(". ")[0].rstrip(".")
+
+
+def _training_checkpoint(path: Path) -> None:
+    """Raise a UserError naming `path` unless it is a loadable training checkpoint."""
     checkpoint = load_checkpoint(path)
     if "state_dict" not in checkpoint or "loops" not in checkpoint:
         raise UserError(f"checkpoint '{path}' is not a training checkpoint of this framework")
-    return path
+
+
+def _step_of(path: Path) -> int:
+    digits = "".join(c for c in path.stem if c.isdigit())
+    return int(digits) if digits else -1
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename an unreadable checkpoint so the next save cannot overwrite it (kept for forensics)."""
+    for n in range(1000):
+        target = path.with_name(f"{path.name}.unreadable{'' if n == 0 else f'.{n}'}")
+        if not target.exists():
+            with contextlib.suppress(FileNotFoundError):  # another rank moved it first
+                os.replace(path, target)
+            return target
+    raise UserError(f"too many unreadable copies of '{path}' beside it: clean them up")
+
+
+def resume_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint of `run_dir` that loads: `checkpoints/last.ckpt`, else the periodic
+    `step-*.ckpt` files, newest first. None if there is none (a fresh run). An unreadable
+    `last.ckpt` (truncated by a kill, corrupt) is named in a warning and renamed aside, never
+    overwritten; if no checkpoint loads, a UserError names them: never a silent fresh start."""
+    folder = run_dir / "checkpoints"
+    candidates = [folder / LAST, *sorted(folder.glob("step-*.ckpt"), key=_step_of, reverse=True)]
+    existing = [p for p in candidates if p.is_file()]
+    unreadable: list[tuple[Path, str]] = []
+    for path in existing:
+        try:
+            _training_checkpoint(path)
+        except UserError as exc:
+            unreadable.append((path, str(exc)))
+            continue
+        for bad, _ in unreadable:
+            kept = _set_aside(bad) if bad.name == LAST else bad
+            log.warning("checkpoint %s is unreadable (kept as %s); resuming from %s, the newest "
+                        "checkpoint that loads", bad, kept.name, path)  # fmt: skip
+        return path
+    if unreadable:
+        names = ", ".join(str(p) for p, _ in unreadable)
+        raise UserError(
+            f"no checkpoint of '{run_dir}' loads ({unreadable[0][1]}; tried {names}): move them "
+            "away to start over"
+        )
+    return None
