@@ -151,8 +151,21 @@ def by_family(causal: Any, seq2seq: Any, *, _root_: Any) -> Any:
     return causal if family == "causal" else seq2seq
 
 
+def gpus_per_node(accelerator: str, devices: Any) -> int | None:
+    """`${gpus_per_node:${trainer.accelerator},${trainer.devices}}` for the launchers: the GPUs a
+    job asks for on each node, none for a CPU trainer."""
+    if str(accelerator) not in ("gpu", "cuda"):
+        return None
+    if not isinstance(devices, int) or devices < 1:
+        raise ValueError(
+            f"trainer.devices={devices}: a SLURM job needs a number of GPUs per node (e.g. 4)"
+        )
+    return devices
+
+
 def register_configs() -> None:
     """Make `train_schema` available to the defaults list of conf/train.yaml, and the resolvers
     the configs use."""
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
     OmegaConf.register_new_resolver("by_family", by_family, replace=True)
+    OmegaConf.register_new_resolver("gpus_per_node", gpus_per_node, replace=True)
