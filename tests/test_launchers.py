@@ -52,5 +52,5 @@ def test_local_runs_the_same_machinery_as_subprocesses() -> None:
 
 
 def test_a_gpu_job_needs_a_number_of_devices() -> None:
-    with pytest.raises(Exception, match="trainer.devices=auto"):
+    with pytest.raises(Exception, match=r"trainer\.devices=auto"):
         launcher("hydra/launcher=slurm", "trainer=gpu", "trainer.devices=auto")
