@@ -89,3 +89,14 @@ def test_a_truncated_checkpoint_falls_back_to_the_newest_one_that_loads(tmp_path
     assert straight["global_step"] == resumed["global_step"] == 4
     assert_same_tensors(straight["state_dict"], resumed["state_dict"], "state_dict")
     assert_same_tensors(straight["optimizer_states"], resumed["optimizer_states"], "optimizer")
+
+
+@pytest.mark.slow
+def test_a_resume_with_another_checkpoint_cadence_still_writes_last_ckpt(tmp_path: Path) -> None:
+    # Lightning restores ModelCheckpoint's state only for the same settings; with its version
+    # counter on, this resume would write last-v1.ckpt beside a stale last.ckpt.
+    common = ("optim.schedule_steps=4", "trainer.val_check_interval=null")
+    train(tmp_path, *common, "trainer.max_steps=2", "callbacks.checkpoint_every_n_steps=1")
+    train(tmp_path, *common, "trainer.max_steps=4", "callbacks.checkpoint_every_n_steps=3")
+    assert last(tmp_path)["global_step"] == 4
+    assert not list((tmp_path / "checkpoints").glob("last-v*.ckpt"))

@@ -8,6 +8,7 @@ before model weights are read. The run directory is Hydra's output dir; re-runni
 from __future__ import annotations
 
 import logging
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,8 @@ from monolm.errors import UserError
 from monolm.models.loading import load_model, load_model_config, load_tokenizer, max_positions
 from monolm.models.module import LanguageModelModule
 from monolm.runs import MODEL_CONFIG_DIR
-from monolm.training.callbacks import build_callbacks
-from monolm.training.checkpoint_io import AtomicCheckpointIO, resume_checkpoint
+from monolm.training.callbacks import StepCheckpoint, build_callbacks
+from monolm.training.checkpoint_io import LAST, AtomicCheckpointIO, resume_checkpoint
 from monolm.training.record import GuaranteeRecord, RunRecord, provenance, write_json
 
 log = logging.getLogger(__name__)
@@ -159,16 +160,30 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             guarantee.write_initial(constraint.report(module.model))
     if resume_from:
         log.info("resuming from %s", resume_from)
+    stop_signal = next(c for c in trainer.callbacks if isinstance(c, StepCheckpoint)).stop_signal
+    stop_signal.install()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+        if stop_signal.saved_at_step is None:
+            stop_signal.restore()  # training is over: signals act as they did before
         if trainer.interrupted:
             raise KeyboardInterrupt
-        train_metrics = _logged(trainer, "train/")
-        trainer.validate(module, datamodule=datamodule, verbose=False)
+        if stop_signal.saved_at_step is None:
+            train_metrics = _logged(trainer, "train/")
+            trainer.validate(module, datamodule=datamodule, verbose=False)
     except BaseException:
+        stop_signal.restore()
         if trainer.is_global_zero:
             record.finish("failed")
         raise
+    if stop_signal.saved_at_step is not None:  # preempted, timed out or terminated
+        name = signal.Signals(stop_signal.received).name
+        log.warning("%s: saved %s at step %d and stopped; the same command resumes from it",
+                    name, run_dir / "checkpoints" / LAST, stop_signal.saved_at_step)  # fmt: skip
+        if trainer.is_global_zero:
+            record.write(stopped_by=name, stopped_at_step=stop_signal.saved_at_step)
+            record.finish("stopped")
+        stop_signal.hand_over()  # submitit requeues; otherwise exit 128 + signal
     metrics = {
         "global_step": trainer.global_step,
         "epoch": trainer.current_epoch,
