@@ -90,3 +90,60 @@ def test_a_signalled_training_process_stops_at_a_step_and_resumes_exactly(
     assert straight["global_step"] == resumed["global_step"] == total
     assert_same_tensors(straight["state_dict"], resumed["state_dict"], "state_dict")
     assert_same_tensors(straight["optimizer_states"], resumed["optimizer_states"], "optimizer")
+
+
+@pytest.fixture(scope="module")
+def straight_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Uninterrupted references, one per family, to the step the killed runs resume to."""
+    made = {}
+    for family, overrides in KILLED.items():
+        run_dir = tmp_path_factory.mktemp("straight") / family
+        train(run_dir, *overrides, f"trainer.max_steps={KILL_TOTAL}")
+        made[family] = run_dir
+    return made
+
+
+KILL_TOTAL = 14
+KILLED = {
+    # Accumulation: a kill can land between the micro-batches of one optimizer step.
+    "tiny_pythia": (*COMMON, "callbacks.checkpoint_every_n_steps=1"),
+    # T5 has dropout 0.1: the resumed run must draw the masks the uninterrupted one drew.
+    "tiny_t5": (*FAST, "experiment=tiny_t5_summarization", "trainer.val_check_interval=null",
+                "optim.schedule_steps=1000", "callbacks.checkpoint_every_n_steps=1"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("family", list(KILLED))
+@pytest.mark.parametrize("kill_seed", [0, 1, 2])
+def test_a_run_killed_with_sigkill_resumes_bit_exact_from_its_last_checkpoint(
+    tmp_path: Path, straight_runs: dict[str, Path], family: str, kill_seed: int
+) -> None:
+    import random
+
+    kill_after = random.Random(f"{family}/{kill_seed}").randint(2, KILL_TOTAL - 3)
+    run_dir = tmp_path / "killed"
+    command = [sys.executable, "train.py", f"hydra.run.dir={run_dir}", *KILLED[family],
+               f"trainer.max_steps={KILL_TOTAL}"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not (run_dir / "checkpoints" / f"step-{kill_after:07d}.ckpt").exists():
+            assert process.poll() is None, process.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, f"training never reached step {kill_after}"
+            time.sleep(0.01)
+        process.kill()  # SIGKILL: no handler runs, possibly in the middle of a save
+        process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGKILL
+    assert last(run_dir)["global_step"] < KILL_TOTAL  # (a kill between step-N and last.ckpt
+    # leaves last.ckpt one save behind: the resume takes step-N, the newest that loads)
+
+    train(run_dir, *KILLED[family], f"trainer.max_steps={KILL_TOTAL}")
+    straight, resumed = last(straight_runs[family]), last(run_dir)
+    assert straight["global_step"] == resumed["global_step"] == KILL_TOTAL
+    assert_same_tensors(straight["state_dict"], resumed["state_dict"], "state_dict")
+    assert_same_tensors(straight["optimizer_states"], resumed["optimizer_states"], "optimizer")
+    assert straight["lr_schedulers"] == resumed["lr_schedulers"]

@@ -47,11 +47,12 @@ def _reason(exc: Exception) -> str:
     return text.split(". ")[0].rstrip(".")
 
 
-def _training_checkpoint(path: Path) -> None:
-    """Raise a UserError naming `path` unless it is a loadable training checkpoint."""
+def _training_checkpoint(path: Path) -> int:
+    """The global step of a loadable training checkpoint; else a UserError naming `path`."""
     checkpoint = load_checkpoint(path)
     if "state_dict" not in checkpoint or "loops" not in checkpoint:
         raise UserError(f"checkpoint '{path}' is not a training checkpoint of this framework")
+    return int(checkpoint.get("global_step", -1))
 
 
 def _step_of(path: Path) -> int:
@@ -71,12 +72,18 @@ def _set_aside(path: Path) -> Path:
 
 
 def resume_checkpoint(run_dir: Path) -> Path | None:
-    """The newest checkpoint of `run_dir` that loads: `checkpoints/last.ckpt`, else the periodic
-    `step-*.ckpt` files, newest first. None if there is none (a fresh run). An unreadable
-    `last.ckpt` (truncated by a kill, corrupt) is named in a warning and renamed aside, never
-    overwritten; if no checkpoint loads, a UserError names them: never a silent fresh start."""
+    """The newest checkpoint of `run_dir` that loads: `checkpoints/last.ckpt`, or a periodic
+    `step-*.ckpt` written after it (a kill between the two writes of one save), else the periodic
+    files, newest first. None if there is none (a fresh run). An unreadable `last.ckpt`
+    (truncated, corrupt) is named in a warning and renamed aside, never overwritten; if no
+    checkpoint loads, a UserError names them: never a silent fresh start."""
     folder = run_dir / "checkpoints"
-    candidates = [folder / LAST, *sorted(folder.glob("step-*.ckpt"), key=_step_of, reverse=True)]
+    periodic = sorted(folder.glob("step-*.ckpt"), key=_step_of, reverse=True)
+    candidates = [folder / LAST, *periodic]
+    if (folder / LAST).is_file() and periodic:
+        with contextlib.suppress(UserError):
+            last_step = _training_checkpoint(folder / LAST)
+            candidates = [*(p for p in periodic if _step_of(p) > last_step), *candidates]
     existing = [p for p in candidates if p.is_file()]
     unreadable: list[tuple[Path, str]] = []
     for path in existing:
