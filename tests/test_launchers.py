@@ -54,3 +54,20 @@ def test_local_runs_the_same_machinery_as_subprocesses() -> None:
 def test_a_gpu_job_needs_a_number_of_devices() -> None:
     with pytest.raises(Exception, match=r"trainer\.devices=auto"):
         launcher("hydra/launcher=slurm", "trainer=gpu", "trainer.devices=auto")
+
+
+def test_a_site_launcher_file_extends_slurm(tmp_path) -> None:
+    import shutil
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    (conf / "hydra" / "launcher" / "site.yaml").write_text(
+        "defaults:\n  - slurm\npartition: a100\naccount: lab\n"
+    )
+    register_configs()
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=site", "hydra.launcher.qos=low"],
+                      return_hydra_config=True)  # fmt: skip
+    launcher = cfg.hydra.launcher
+    assert (launcher.partition, launcher.account, launcher.qos) == ("a100", "lab", "low")
+    assert launcher.max_num_timeout == 20  # the rest comes from slurm.yaml
