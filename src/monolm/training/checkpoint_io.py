@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.fabric.utilities.cloud_io import _atomic_save
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from monolm.errors import UserError
@@ -19,8 +18,11 @@ log = logging.getLogger(__name__)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes to a temporary file in the same directory, then renames it over the target, so a
-    kill during a save leaves the previous checkpoint intact instead of a truncated one."""
+    """Writes to a temporary file in the same directory, fsyncs it, then renames it over the
+    target, so a kill (or a node crash) during a save leaves the previous checkpoint intact
+    instead of a truncated one. `torch.save` streams into the file: Lightning's `_atomic_save`
+    first serialises the whole checkpoint into memory (about 17 GB of host RAM for
+    pythia_1.4b's weights and AdamW state)."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
@@ -28,7 +30,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.partial")
-        _atomic_save(checkpoint, partial)
+        with open(partial, "wb") as handle:
+            torch.save(checkpoint, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(partial, path)
 
 
