@@ -153,8 +153,9 @@ def by_family(causal: Any, seq2seq: Any, *, _root_: Any) -> Any:
 
 def gpus_per_node(accelerator: str, devices: Any) -> int | None:
     """`${gpus_per_node:${trainer.accelerator},${trainer.devices}}` for the launchers: the GPUs a
-    job asks for on each node, none for a CPU trainer."""
-    if str(accelerator) not in ("gpu", "cuda"):
+    job asks for on each node, none for a CPU trainer (`auto`, as in trainer=ddp, asks for GPUs:
+    the submitting host's hardware says nothing about the compute nodes')."""
+    if str(accelerator) not in ("gpu", "cuda", "auto"):
         return None
     if not isinstance(devices, int) or devices < 1:
         raise ValueError(

@@ -67,6 +67,12 @@ def _total_steps(cfg: DictConfig, datamodule: TextDataModule, world_size: int) -
     return max(1, batches // cfg.trainer.accumulate_grad_batches) * int(cfg.trainer.max_epochs)
 
 
+def _cluster_environment() -> list[Any]:
+    """Under SLURM, its environment with Lightning's own requeue off (submitit owns requeue and
+    our stop signal owns the save); elsewhere Lightning's default environment."""
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
+
+
 def build_trainer(
     cfg: DictConfig, run_dir: Path, loggers: list[Any], model: torch.nn.Module
 ) -> L.Trainer:
@@ -77,7 +83,7 @@ def build_trainer(
         strategy=_strategy(cfg, model),
         logger=loggers or False,
         callbacks=build_callbacks(cfg, run_dir / "checkpoints"),
-        plugins=[AtomicCheckpointIO(), SLURMEnvironment(auto_requeue=False)],
+        plugins=[AtomicCheckpointIO(), *_cluster_environment()],
         default_root_dir=run_dir,
         use_distributed_sampler=False,  # TextDataModule shards by rank itself (exact resume)
     )
