@@ -75,8 +75,18 @@ def test_a_three_seed_sweep_runs_as_slurm_jobs(slurm: dict[str, str], tmp_path: 
     assert list((tmp_path / ".submitit").glob("*/*_log.out"))  # each job's log, for debugging
 
 
-def test_a_requeued_job_resumes_and_ends_bit_identical(
-    slurm: dict[str, str], tmp_path: Path
+@pytest.mark.parametrize(
+    ("interrupt", "signal_name"),
+    [
+        (["scontrol", "requeue"], "SIGTERM"),  # SLURM requeues; the job gets SIGTERM
+        # What submitit's --signal does before a time limit or on preemption: submitit's
+        # handler requeues the job once training has saved.
+        (["scancel", "--signal=USR2"], "SIGUSR2"),
+    ],
+    ids=["scontrol-requeue", "sigusr2-submitit-requeue"],
+)
+def test_an_interrupted_job_is_requeued_resumes_and_ends_bit_identical(
+    slurm: dict[str, str], tmp_path: Path, interrupt: list[str], signal_name: str
 ) -> None:
     steps = ("seed=5", "trainer.max_steps=40", "optim.schedule_steps=40",
              "callbacks.checkpoint_every_n_steps=1")  # fmt: skip
@@ -89,16 +99,17 @@ def test_a_requeued_job_resumes_and_ends_bit_identical(
         time.sleep(0.05)
     job = subprocess.run(["squeue", "-h", "-o", "%i"], env=slurm, capture_output=True, text=True,
                          timeout=30, check=True).stdout.split()[0]  # fmt: skip
-    subprocess.run(["scontrol", "requeue", job], env=slurm, timeout=30, check=True)
+    subprocess.run([*interrupt, job], env=slurm, timeout=30, check=True)
     _finish(process, timeout=600)
 
     (run_dir,) = [p.parent for p in sweep.glob("0_*/run.json")]
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "completed"
     earlier = record["previous_segments"]
-    assert any(s.get("status") == "stopped" and s.get("stopped_by") == "SIGTERM" for s in earlier)
+    assert any(s.get("status") == "stopped" and s.get("stopped_by") == signal_name
+               for s in earlier)  # fmt: skip
     log = (run_dir / "train.log").read_text()
-    assert "SIGTERM: saved" in log and "resuming from" in log
+    assert f"{signal_name}: saved" in log and "resuming from" in log
 
     train(tmp_path / "straight", *TINY, *steps)
     straight, resumed = last(tmp_path / "straight"), last(run_dir)
