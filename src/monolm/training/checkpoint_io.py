@@ -84,18 +84,24 @@ def resume_checkpoint(run_dir: Path) -> Path | None:
     checkpoint loads, a UserError names them: never a silent fresh start."""
     folder = run_dir / "checkpoints"
     periodic = sorted(folder.glob("step-*.ckpt"), key=_step_of, reverse=True)
+    steps: dict[Path, int | UserError] = {}  # each file is read once (they can be many GB)
+
+    def step_of(path: Path) -> int | UserError:
+        if path not in steps:
+            try:
+                steps[path] = _training_checkpoint(path)
+            except UserError as exc:
+                steps[path] = exc
+        return steps[path]
+
     candidates = [folder / LAST, *periodic]
-    if (folder / LAST).is_file() and periodic:
-        with contextlib.suppress(UserError):
-            last_step = _training_checkpoint(folder / LAST)
-            candidates = [*(p for p in periodic if _step_of(p) > last_step), *candidates]
-    existing = [p for p in candidates if p.is_file()]
+    last_step = step_of(folder / LAST) if (folder / LAST).is_file() and periodic else None
+    if isinstance(last_step, int):  # a kill between step-N and last.ckpt: step-N is newer
+        candidates = [*(p for p in periodic if _step_of(p) > last_step), *candidates]
     unreadable: list[tuple[Path, str]] = []
-    for path in existing:
-        try:
-            _training_checkpoint(path)
-        except UserError as exc:
-            unreadable.append((path, str(exc)))
+    for path in (p for p in candidates if p.is_file()):
+        if isinstance(step_of(path), UserError):
+            unreadable.append((path, str(step_of(path))))
             continue
         for bad, _ in unreadable:
             kept = _set_aside(bad) if bad.name == LAST else bad
