@@ -58,6 +58,12 @@ class Objective:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     @contextlib.contextmanager
+    def inference(self) -> Iterator[None]:
+        """inference_mode + cached parametrisations + autocast: scoring, and `model.generate`."""
+        with torch.inference_mode(), self.constraint.cached_weights(), self.autocast():
+            yield
+
+    @contextlib.contextmanager
     def _timed(self) -> Iterator[None]:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -113,7 +119,7 @@ class Objective:
     def losses(self, rows: Sequence[Row]) -> list[float]:
         """The loss of every row (batched forward passes, no gradient)."""
         out = [0.0] * len(rows)
-        with torch.inference_mode(), self.constraint.cached_weights(), self.autocast():
+        with self.inference():
             for chunk in self._chunks(rows):
                 batch = self._batch([rows[i] for i in chunk])
                 with self._timed():

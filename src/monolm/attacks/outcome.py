@@ -11,12 +11,10 @@ The same function scores a transfer target on the source's clean and attacked in
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from omegaconf import DictConfig
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -49,7 +47,6 @@ def measure(
     attacked: Sequence[tuple[int, ...]],
     tokens_changed: Sequence[int],
     cfg: DictConfig,
-    generation_context: Callable[[], contextlib.AbstractContextManager],
     progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per example: NLLs, (seq2seq) generated summaries and ROUGE-L, status.
@@ -72,7 +69,7 @@ def measure(
         })  # fmt: skip
     if objective.seq2seq:
         model: PreTrainedModel = objective.model
-        with generation_context():
+        with objective.inference():
             from monolm.evaluation.generate import generate_from_ids
 
             texts = generate_from_ids(model, tokenizer, [*clean, *attacked], cfg.generation,
@@ -123,14 +120,3 @@ def aggregate(rows: Sequence[dict[str, Any]], bootstrap: Any) -> dict[str, Any]:
     for key in keys:
         out[key] = ci([r[key] for r in rows])
     return out
-
-
-def no_grad_generation(objective: Objective) -> Callable[[], contextlib.AbstractContextManager]:
-    """inference_mode + cached parametrisations + autocast, for `model.generate`."""
-
-    @contextlib.contextmanager
-    def context() -> Any:
-        with torch.inference_mode(), objective.constraint.cached_weights(), objective.autocast():
-            yield
-
-    return context

@@ -32,7 +32,7 @@ from monolm.attacks.examples import (
 )
 from monolm.attacks.hotflip import FlipSettings, flip_search
 from monolm.attacks.objective import Objective
-from monolm.attacks.outcome import aggregate, measure, no_grad_generation
+from monolm.attacks.outcome import aggregate, measure
 from monolm.attacks.plan import (
     ATTACK_RECORD,
     EXAMPLES_FILE,
@@ -231,7 +231,7 @@ def _measured(
     with tqdm(total=2 * len(examples), unit="summary", desc="measuring: generating",
               disable=not objective.seq2seq, dynamic_ncols=True, leave=False) as bar:  # fmt: skip
         return measure(objective, subject.tokenizer, examples, clean, attacked, changed, cfg,
-                       no_grad_generation(objective), bar.update)  # fmt: skip
+                       bar.update)  # fmt: skip
 
 
 def _summary(aggregates: dict[str, Any]) -> dict[str, Any]:
