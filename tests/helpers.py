@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,3 +56,16 @@ FAST = (
     "data.eval_batch_size=8",
     "dataset.max_validation_examples=8",
 )
+
+
+def wait_for_checkpoint(
+    process: subprocess.Popen, folder: Path, pattern: str, timeout: float = 300
+) -> None:
+    """Return once a file matching `pattern` exists under `folder` (a training process got that
+    far); fail with the process's output if it ended first, or after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not list(folder.glob(pattern)):
+        output = process.stderr if process.stderr is not None else process.stdout
+        assert process.poll() is None, output.read()[-3000:] if output else process.returncode
+        assert time.monotonic() < deadline, f"no {pattern} under {folder} after {timeout} s"
+        time.sleep(0.02)

@@ -8,14 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from monolm.training.callbacks import StepSeeder
-from tests.helpers import FAST, REPO, compose_train
+from tests.helpers import FAST, REPO, compose_train, wait_for_checkpoint
 from tests.test_resume import assert_same_tensors, last, train
 
 pytestmark = pytest.mark.slow
@@ -65,11 +64,7 @@ def test_a_signalled_training_process_stops_at_a_step_and_resumes_exactly(
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        deadline = time.monotonic() + 300
-        while not (run_dir / "checkpoints" / "step-0000003.ckpt").exists():
-            assert process.poll() is None, process.stderr.read()[-3000:]
-            assert time.monotonic() < deadline, "training never reached step 3"
-            time.sleep(0.05)
+        wait_for_checkpoint(process, run_dir, "checkpoints/step-0000003.ckpt")
         process.send_signal(sig)
         _, stderr = process.communicate(timeout=300)
     finally:
@@ -127,11 +122,7 @@ def test_a_run_killed_with_sigkill_resumes_bit_exact_from_its_last_checkpoint(
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        deadline = time.monotonic() + 300
-        while not (run_dir / "checkpoints" / f"step-{kill_after:07d}.ckpt").exists():
-            assert process.poll() is None, process.stderr.read()[-3000:]
-            assert time.monotonic() < deadline, f"training never reached step {kill_after}"
-            time.sleep(0.01)
+        wait_for_checkpoint(process, run_dir, f"checkpoints/step-{kill_after:07d}.ckpt")
         process.kill()  # SIGKILL: no handler runs, possibly in the middle of a save
         process.communicate(timeout=60)
     finally:

@@ -8,13 +8,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, wait_for_checkpoint
 from tests.test_resume import assert_same_tensors, last, train
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -92,11 +91,7 @@ def test_an_interrupted_job_is_requeued_resumes_and_ends_bit_identical(
              "callbacks.checkpoint_every_n_steps=1")  # fmt: skip
     sweep = tmp_path / "sweep"
     process = _sweep(slurm, sweep, *steps)
-    deadline = time.monotonic() + 300
-    while not list(sweep.glob("0_*/checkpoints/step-0000003.ckpt")):
-        assert process.poll() is None, process.stdout.read()[-3000:]
-        assert time.monotonic() < deadline, "the job never reached step 3"
-        time.sleep(0.05)
+    wait_for_checkpoint(process, sweep, "0_*/checkpoints/step-0000003.ckpt")
     job = subprocess.run(["squeue", "-h", "-o", "%i"], env=slurm, capture_output=True, text=True,
                          timeout=30, check=True).stdout.split()[0]  # fmt: skip
     subprocess.run([*interrupt, job], env=slurm, timeout=30, check=True)
