@@ -14,7 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from monolm.cli import run, user_errors_exit
-from monolm.config.attack_schema import register_attack_configs
+from monolm.attacks.config import register_attack_configs
 from monolm.config.schema import register_configs
 
 register_configs()

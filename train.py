@@ -11,8 +11,10 @@ from omegaconf import DictConfig
 
 from monolm.cli import run, user_errors_exit
 from monolm.config.schema import register_configs
+from monolm.constraints import register_constraint_configs
 
 register_configs()
+register_constraint_configs()
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")

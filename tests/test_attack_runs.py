@@ -16,7 +16,7 @@ from monolm.attacks.objective import Objective
 from monolm.attacks.triggers import TriggerSettings, best_restart, trigger_search
 from monolm.attacks.vocabulary import candidate_vocabulary
 from monolm.data.bundled import bundled_files
-from monolm.runs import load_trained_run
+from monolm.subjects import load_run
 from tests.helpers import run_script
 from tests.test_bad_input import assert_one_line_error
 
@@ -83,9 +83,9 @@ def _mean(values) -> float:
 def test_hotflip_raises_the_loss_more_than_random_flips_with_the_same_queries(
     runs: dict[str, Path], name: str
 ) -> None:
-    run = load_trained_run(runs[name])
+    run = load_run(runs[name])
     examples = _examples(run, _validation(run.config.dataset.bundled, 8))
-    objective = Objective(run.model, run.constraint, run.tokenizer.pad_token_id, 32)
+    objective = Objective(run.model, run.transform, run.tokenizer.pad_token_id, 32)
     vocab = candidate_vocabulary(run.tokenizer, run.model.get_input_embeddings().weight.shape[0])
     settings = FlipSettings(budget=3, top_k=8)
     hotflip = flip_search(objective, examples, vocab, settings)
@@ -101,10 +101,10 @@ def test_hotflip_raises_the_loss_more_than_random_flips_with_the_same_queries(
 def test_a_universal_trigger_beats_random_triggers_with_the_same_queries(
     runs: dict[str, Path],
 ) -> None:
-    run = load_trained_run(runs["pythia"])
+    run = load_run(runs["pythia"])
     optimization = _examples(run, _train("tiny_lm", 24))
     evaluation = _examples(run, _validation("tiny_lm", 16))
-    objective = Objective(run.model, run.constraint, run.tokenizer.pad_token_id, 32)
+    objective = Objective(run.model, run.transform, run.tokenizer.pad_token_id, 32)
     vocab = candidate_vocabulary(run.tokenizer, run.model.get_input_embeddings().weight.shape[0])
     settings = TriggerSettings(length=3, top_k=10, restarts=2, steps=3, batch_size=6)
     initial = tuple(run.tokenizer(" the", add_special_tokens=False)["input_ids"]) * 3

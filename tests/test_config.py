@@ -8,7 +8,7 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
 from monolm.cli import describe
-from monolm.config.validate import FAMILY_TASKS, validate_max_length, validate_train_config
+from monolm.training.validate import FAMILY_TASKS, validate_max_length, validate_train_config
 from monolm.errors import UserError
 from tests.helpers import CONF, compose_train
 

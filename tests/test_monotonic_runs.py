@@ -9,9 +9,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from monolm.constraints.export import EXPORT_RECORD, export_run, materialised_state_dict
+from monolm.constraints.base import materialised_state_dict
+from monolm.run_dir import EXPORT_RECORD
+from monolm.tools.export import export_run
 from monolm.errors import UserError
-from monolm.runs import load_trained_run
+from monolm.subjects import load_run
 from tests.helpers import FAST, run_script
 
 pytestmark = pytest.mark.slow
@@ -87,7 +89,7 @@ def test_verify_command_names_a_path_that_is_not_a_run(tmp_path: Path) -> None:
 
 def test_a_checkpoint_reloads_into_the_constrained_model(runs: dict[str, Path]) -> None:
     run_dir = runs["tiny_pythia_gelu"]
-    trained = load_trained_run(run_dir)
+    trained = load_run(run_dir)
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     for key, value in trained.model.state_dict().items():
         assert torch.equal(value, checkpoint["state_dict"][f"model.{key}"]), key
@@ -120,7 +122,7 @@ def test_export_loads_in_vanilla_transformers_with_the_same_logits(
     assert not info["missing_keys"] and not info["unexpected_keys"]
     assert not info["mismatched_keys"]
     tokenizer = AutoTokenizer.from_pretrained(out)
-    trained = load_trained_run(runs[name])
+    trained = load_run(runs[name])
     batch = tokenizer(["Rain is expected in the north by evening.", "Prices rose."],
                       return_tensors="pt", padding=True)  # fmt: skip
     inputs = dict(batch)
@@ -144,7 +146,7 @@ def test_export_loads_in_vanilla_transformers_with_the_same_logits(
 def test_an_export_trains_further_under_the_constraint(
     runs: dict[str, Path], tmp_path: Path
 ) -> None:
-    trained = load_trained_run(runs["tiny_pythia_relu"])
+    trained = load_run(runs["tiny_pythia_relu"])
     export_run(trained, tmp_path / "export")
     run_dir = tmp_path / "continued"
     result = run_script(
@@ -174,8 +176,8 @@ def test_export_refuses_what_it_cannot_reproduce_or_would_overwrite(
     assert "exists and is not empty" in result.stderr
     assert (occupied / "keep.txt").read_text() == "precious"
 
-    trained = load_trained_run(runs["tiny_pythia_gelu"])
-    trained.constraint.settings.activation = "monotone_gelu"
+    trained = load_run(runs["tiny_pythia_gelu"])
+    trained.transform.settings.activation = "monotone_gelu"
     with pytest.raises(UserError, match="monotone_gelu has no Hugging Face activation name"):
         export_run(trained, tmp_path / "gelu")
     assert not (tmp_path / "gelu").exists()

@@ -27,6 +27,26 @@ POSITIONS = ("start", "end")  # trigger right after the prefix, or right before 
 
 
 @dataclass(frozen=True)
+class ExampleSettings:
+    """How attack.py cuts examples from causal LM documents and prompts causal summarisers."""
+
+    context_tokens: int = 128  # causal LM data: context read before the continuation
+    continuation_tokens: int = 32  # causal LM data: the tokens whose NLL is attacked
+    min_context_tokens: int = 16  # shorter documents are left out (counted)
+    causal_prompt_suffix: str = "\nTL;DR:"  # causal models summarise what follows the article
+
+    @classmethod
+    def of(cls, cfg: Any) -> ExampleSettings:
+        """From an attack config (top-level keys and `generation.causal_prompt_suffix`)."""
+        return cls(
+            int(cfg.context_tokens),
+            int(cfg.continuation_tokens),
+            int(cfg.min_context_tokens),
+            str(cfg.generation.causal_prompt_suffix),
+        )
+
+
+@dataclass(frozen=True)
 class AttackExample:
     id: Any
     prefix: tuple[int, ...]
@@ -93,25 +113,40 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 def seq2seq_example(
-    tokenizer: PreTrainedTokenizerBase, example_id: Any, source: str, reference: str,
-    source_prefix: str, max_length: int, max_target_length: int,
-) -> AttackExample:  # fmt: skip
+    tokenizer: PreTrainedTokenizerBase,
+    example_id: Any,
+    source: str,
+    reference: str,
+    source_prefix: str,
+    max_length: int,
+    max_target_length: int,
+) -> AttackExample:
     """The input exactly as training tokenised it, split into task prefix, body and `</s>`."""
     lead, plain, trail = _split_specials(tokenizer, source_prefix + source)
     prefix_ids = tokenizer(source_prefix, add_special_tokens=False)["input_ids"]
     n = _common_prefix(prefix_ids, plain) if source_prefix else 0
     target = tokenizer(text_target=reference, max_length=max_target_length, truncation=True)
     return AttackExample(
-        id=example_id, prefix=tuple(lead + plain[:n]), body=tuple(plain[n:]), suffix=tuple(trail),
-        target=tuple(target["input_ids"]), reference=reference, max_input_tokens=max_length,
+        id=example_id,
+        prefix=tuple(lead + plain[:n]),
+        body=tuple(plain[n:]),
+        suffix=tuple(trail),
+        target=tuple(target["input_ids"]),
+        reference=reference,
+        max_input_tokens=max_length,
         keep="head",
-    )  # fmt: skip
+    )
 
 
 def causal_lm_example(
-    tokenizer: PreTrainedTokenizerBase, example_id: Any, text: str, context_tokens: int,
-    continuation_tokens: int, min_context_tokens: int, max_length: int,
-) -> AttackExample | None:  # fmt: skip
+    tokenizer: PreTrainedTokenizerBase,
+    example_id: Any,
+    text: str,
+    context_tokens: int,
+    continuation_tokens: int,
+    min_context_tokens: int,
+    max_length: int,
+) -> AttackExample | None:
     """A document's first `context_tokens` tokens (fewer if short) and the continuation that
     follows them, within `max_length` tokens in all; None if too short for `min_context_tokens`."""
     lead, plain, _ = _split_specials(tokenizer, text)
@@ -121,23 +156,102 @@ def causal_lm_example(
         return None
     continuation = plain[cut : cut + continuation_tokens]
     return AttackExample(
-        id=example_id, prefix=tuple(lead), body=tuple(plain[:cut]), suffix=(),
-        target=tuple(continuation), reference=tokenizer.decode(continuation),
-        max_input_tokens=budget, keep="tail",
-    )  # fmt: skip
+        id=example_id,
+        prefix=tuple(lead),
+        body=tuple(plain[:cut]),
+        suffix=(),
+        target=tuple(continuation),
+        reference=tokenizer.decode(continuation),
+        max_input_tokens=budget,
+        keep="tail",
+    )
 
 
 def causal_summary_example(
-    tokenizer: PreTrainedTokenizerBase, example_id: Any, source: str, reference: str,
-    prompt_suffix: str, max_length: int, max_target_length: int,
-) -> AttackExample:  # fmt: skip
+    tokenizer: PreTrainedTokenizerBase,
+    example_id: Any,
+    source: str,
+    reference: str,
+    prompt_suffix: str,
+    max_length: int,
+    max_target_length: int,
+) -> AttackExample:
     """Article + prompt ("TL;DR:") as the input, the reference summary as the continuation."""
     lead, plain, _ = _split_specials(tokenizer, source)
     suffix = tokenizer(prompt_suffix, add_special_tokens=False)["input_ids"]
     target = tokenizer(" " + reference.strip(), add_special_tokens=False)["input_ids"]
     target = target[:max_target_length]
     return AttackExample(
-        id=example_id, prefix=tuple(lead), body=tuple(plain), suffix=tuple(suffix),
-        target=tuple(target), reference=reference,
-        max_input_tokens=max_length - len(target), keep="head",
-    )  # fmt: skip
+        id=example_id,
+        prefix=tuple(lead),
+        body=tuple(plain),
+        suffix=tuple(suffix),
+        target=tuple(target),
+        reference=reference,
+        max_input_tokens=max_length - len(target),
+        keep="head",
+    )
+
+
+def build_examples(
+    rows: Any, dataset: Any, tokenizer: Any, family: str, settings: ExampleSettings
+) -> tuple[list[AttackExample], int]:
+    """Attack examples from raw rows, and how many rows were left out (too short)."""
+    ids = list(rows["id"]) if "id" in rows.column_names else list(range(len(rows)))
+    needed = (
+        [dataset.text_field]
+        if dataset.task == "language_modeling"
+        else [dataset.source_field, dataset.target_field]
+    )
+    missing = [f for f in needed if f not in rows.column_names]
+    if missing:
+        raise UserError(
+            f"dataset '{dataset.name}' has no field {missing[0]!r}; its fields: {rows.column_names}"
+        )
+    examples: list[AttackExample] = []
+    left_out = 0
+    for example_id, row in zip(ids, rows, strict=True):
+        if family == "seq2seq":
+            examples.append(
+                seq2seq_example(
+                    tokenizer,
+                    example_id,
+                    row[dataset.source_field],
+                    row[dataset.target_field],
+                    dataset.source_prefix,
+                    dataset.max_length,
+                    dataset.max_target_length,
+                )
+            )
+        elif dataset.task == "language_modeling":
+            example = causal_lm_example(
+                tokenizer,
+                example_id,
+                row[dataset.text_field],
+                settings.context_tokens,
+                settings.continuation_tokens,
+                settings.min_context_tokens,
+                dataset.max_length,
+            )
+            left_out += example is None
+            if example is not None:
+                examples.append(example)
+        else:
+            examples.append(
+                causal_summary_example(
+                    tokenizer,
+                    example_id,
+                    dataset.source_prefix + row[dataset.source_field],
+                    row[dataset.target_field],
+                    settings.causal_prompt_suffix,
+                    dataset.max_length,
+                    dataset.max_target_length,
+                )
+            )
+    if not examples:
+        raise UserError(
+            f"no example of '{dataset.name}' is long enough: documents need at least "
+            f"min_context_tokens + continuation_tokens = "
+            f"{settings.min_context_tokens + settings.continuation_tokens} tokens"
+        )
+    return examples, left_out

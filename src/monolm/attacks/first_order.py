@@ -28,9 +28,11 @@ def first_order_scores(
 
 
 def blocked(
-    scores: torch.Tensor, allowed_rows: torch.Tensor, ids: torch.Tensor,
+    scores: torch.Tensor,
+    allowed_rows: torch.Tensor,
+    ids: torch.Tensor,
     allowed_positions: torch.Tensor | None = None,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """`scores` with every disallowed (position, row) and every no-op replacement at -inf."""
     out = scores.masked_fill(~allowed_rows.to(scores.device)[None, :], BLOCKED)
     out[torch.arange(len(ids), device=out.device), ids.to(out.device)] = BLOCKED

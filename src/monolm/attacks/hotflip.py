@@ -12,15 +12,28 @@ example). Examples are attacked in lockstep so every gradient and scoring call i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
+from monolm.attacks.base import (
+    AttackOutcome,
+    AttackRun,
+    AttackSettings,
+    Search,
+    at_least,
+)
 from monolm.attacks.examples import AttackExample, Packed, pack
 from monolm.attacks.first_order import blocked, first_order_scores
 from monolm.attacks.objective import Objective
 from monolm.attacks.vocabulary import CandidateVocabulary
+from monolm.errors import UserError
+from monolm.run_dir import ATTACK_EXAMPLES
 
 PROPOSERS = ("gradient", "random")
 
@@ -30,6 +43,22 @@ class FlipSettings:
     budget: int = 5  # most tokens flipped per example
     top_k: int = 20  # candidates re-scored per step and beam
     beam: int = 1
+
+    def check(self) -> None:
+        at_least("attack.flip", self, ("budget",), 0)
+        at_least("attack.flip", self, ("top_k", "beam"), 1)
+
+
+@dataclass
+class HotFlipSettings(AttackSettings):
+    """conf/attack/attack/hotflip.yaml."""
+
+    name: str = "hotflip"
+    flip: FlipSettings = field(default_factory=FlipSettings)
+
+    def check(self) -> None:
+        super().check()
+        self.flip.check()
 
 
 def max_flip_queries(settings: FlipSettings) -> int:
@@ -76,8 +105,9 @@ def _start(
     for example, clean, loss, budget in zip(examples, packed, losses, budgets, strict=True):
         allowed = torch.zeros(len(clean.ids), dtype=torch.bool)
         allowed[clean.body.start : clean.body.stop] = True
-        result = FlipResult(example, clean, [Beam(clean.ids, loss)], [loss], budget, queries=1,
-                            positions=allowed)  # fmt: skip
+        result = FlipResult(
+            example, clean, [Beam(clean.ids, loss)], [loss], budget, queries=1, positions=allowed
+        )
         result.done = len(clean.body) == 0 or (budget is not None and result.remaining <= 0)
         results.append(result)
     return results
@@ -100,9 +130,12 @@ def _gradient_candidates(
         mine: list[Beam] = []
         for beam in result.beams:
             ids = torch.tensor(beam.ids)
-            scores = blocked(first_order_scores(grads[index], ids.to(grads[index].device),
-                                                embeddings), vocab.mask, ids,
-                             result.positions)  # fmt: skip
+            scores = blocked(
+                first_order_scores(grads[index], ids.to(grads[index].device), embeddings),
+                vocab.mask,
+                ids,
+                result.positions,
+            )
             index += 1
             values, flat = scores.flatten().topk(min(top_k, scores.numel()))
             for value, position_token in zip(values.tolist(), flat.tolist(), strict=True):
@@ -116,9 +149,11 @@ def _gradient_candidates(
 
 
 def _random_candidates(
-    active: list[FlipResult], vocab: CandidateVocabulary, per_beam: int,
+    active: list[FlipResult],
+    vocab: CandidateVocabulary,
+    per_beam: int,
     generator: torch.Generator,
-) -> list[list[Beam]]:  # fmt: skip
+) -> list[list[Beam]]:
     tokens = vocab.ids
     proposals = []
     for result in active:
@@ -136,8 +171,13 @@ def _random_candidates(
     return proposals
 
 
-def _accept(result: FlipResult, candidates: list[Beam], beam_width: int, stop_if_stuck: bool,
-            flip_budget: int) -> None:  # fmt: skip
+def _accept(
+    result: FlipResult,
+    candidates: list[Beam],
+    beam_width: int,
+    stop_if_stuck: bool,
+    flip_budget: int,
+) -> None:
     unique: dict[tuple[int, ...], Beam] = {}
     for candidate in candidates:
         if candidate.ids not in unique or candidate.loss > unique[candidate.ids].loss:
@@ -188,11 +228,97 @@ def flip_search(
             proposals = _gradient_candidates(objective, active, vocab, settings.top_k)
         else:
             proposals = _random_candidates(active, vocab, settings.top_k + 1, generator)
-        rows = [(c.ids, r.example.target) for r, cs in zip(active, proposals, strict=True)
-                for c in cs]  # fmt: skip
+        rows = [
+            (c.ids, r.example.target) for r, cs in zip(active, proposals, strict=True) for c in cs
+        ]
         losses = iter(objective.losses(rows))
         for result, candidates in zip(active, proposals, strict=True):
             for candidate in candidates:
                 candidate.loss = next(losses)
             result.queries += len(candidates)
             _accept(result, candidates, settings.beam, proposer == "gradient", settings.budget)
+
+
+class HotFlip(Search):
+    """`attack=hotflip`: the flip search with gradient-ranked candidates."""
+
+    name = "hotflip"
+    settings_type = HotFlipSettings
+    settings_key = "flip"
+    queries_record = ATTACK_EXAMPLES
+
+    def settings_of(self, settings: Any) -> FlipSettings:
+        return settings.flip
+
+    def search(
+        self, settings: FlipSettings, run: AttackRun, proposer: str, budgets: list[int] | None
+    ) -> AttackOutcome:
+        examples = run.examples
+        with tqdm(
+            total=len(examples),
+            desc=f"{self.name} ({proposer}): attacking",
+            unit="ex",
+            dynamic_ncols=True,
+            leave=False,
+        ) as bar:
+            results = flip_search(
+                run.objective,
+                examples,
+                run.vocab,
+                settings,
+                proposer,
+                budgets,
+                run.generator,
+                bar.update,
+            )
+        decode = run.tokenizer.decode
+        per_example = [
+            {
+                "queries": r.queries,
+                "gradient_queries": r.gradient_queries,
+                "query_budget": r.budget,
+                "steps": r.steps,
+                "loss_trajectory": r.trajectory,
+                "flips": [
+                    {
+                        "position": p,
+                        "old": o,
+                        "new": n,
+                        "old_text": decode([o]),
+                        "new_text": decode([n]),
+                    }
+                    for p, o, n in r.best.flips
+                ],
+            }
+            for r in results
+        ]
+        clean = [r.clean.ids for r in results]
+        attacked = [r.best.ids for r in results]
+        changed = [
+            sum(a != b for a, b in zip(c, x, strict=True))
+            for c, x in zip(clean, attacked, strict=True)
+        ]
+        info = {
+            "settings": asdict(settings),
+            "proposer": proposer,
+            "queries_total": sum(r.queries for r in results),
+            "gradient_queries_total": sum(r.gradient_queries for r in results),
+        }
+        return AttackOutcome(clean, attacked, changed, per_example, info)
+
+    def recorded_budgets(self, base: Path, settings: FlipSettings, run: AttackRun) -> list[int]:
+        """Per example, the queries the attack in `base` spent on it (the same examples)."""
+        spent = {}
+        for line in (base / ATTACK_EXAMPLES).read_text().splitlines():
+            row = json.loads(line)
+            spent[json.dumps(row["id"])] = int(row["queries"])
+        budgets = []
+        for example in run.examples:
+            key = json.dumps(example.id)
+            if key not in spent:
+                raise UserError(
+                    f"example {example.id!r} was not attacked in attack.queries_from='{base}': "
+                    "the control needs the same examples"
+                )
+            budgets.append(spent[key])
+        return budgets

@@ -2,9 +2,10 @@
 
 Seq2seq: the NLL of the reference summary given the (attacked) encoder input. Causal LM: the NLL
 of the original continuation tokens only; the input's own tokens, trigger and flipped tokens
-included, are never scored. Scoring runs under `inference_mode`; gradients w.r.t. the input
-embeddings run one chunk per forward/backward, each inside its own cached-parametrisation block
-(a cached weight must never serve two backward passes). Rows are sorted by length and chunked so
+included, are never scored. Scoring runs in the one inference context (inference mode,
+cached weights, the stage's autocast); gradients w.r.t. the input embeddings run one chunk per
+forward/backward, each in its own grad-enabled context (a cached weight must never serve two
+backward passes). Rows are sorted by length and chunked so
 batches pad little. The objective counts the sequences it serves and the seconds spent inside the
 model, for query budgets and the efficiency benchmark.
 """
@@ -20,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 
-from monolm.constraints.base import Constraint
+from monolm.constraints.base import ModelTransform
+from monolm.inference import inference_context
 
 Row = tuple[tuple[int, ...], tuple[int, ...]]  # (model input ids, target ids)
 IGNORE = -100
@@ -34,11 +36,15 @@ class _Batch:
 
 class Objective:
     def __init__(
-        self, model: PreTrainedModel, constraint: Constraint, pad_id: int, batch_size: int,
+        self,
+        model: PreTrainedModel,
+        transform: ModelTransform,
+        pad_id: int,
+        batch_size: int,
         autocast_dtype: torch.dtype | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.model = model
-        self.constraint = constraint
+        self.transform = transform
         self.pad_id = pad_id
         self.batch_size = batch_size
         self.autocast_dtype = autocast_dtype
@@ -52,16 +58,12 @@ class Objective:
     def embeddings(self) -> torch.Tensor:
         return self.model.get_input_embeddings().weight
 
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
-
-    @contextlib.contextmanager
-    def inference(self) -> Iterator[None]:
-        """inference_mode + cached parametrisations + autocast: scoring, and `model.generate`."""
-        with torch.inference_mode(), self.constraint.cached_weights(), self.autocast():
-            yield
+    def inference(self, grad: bool = False) -> contextlib.AbstractContextManager[None]:
+        """The one inference context (`monolm.inference.inference_context`): scoring and
+        `model.generate` (grad=False), or one gradient pass (grad=True)."""
+        return inference_context(
+            self.model, self.transform.cached_weights, self.autocast_dtype, grad
+        )
 
     @contextlib.contextmanager
     def _timed(self) -> Iterator[None]:
@@ -75,8 +77,9 @@ class Objective:
 
     def _padded(self, rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
         width = max(len(r) for r in rows)
-        return torch.tensor([list(r) + [value] * (width - len(r)) for r in rows],
-                            device=self.device)  # fmt: skip
+        return torch.tensor(
+            [list(r) + [value] * (width - len(r)) for r in rows], device=self.device
+        )
 
     def _batch(self, rows: Sequence[Row]) -> _Batch:
         if self.seq2seq:
@@ -84,9 +87,14 @@ class Objective:
             labels = self._padded([r[1] for r in rows], IGNORE)
             decoder_ids = self.model.prepare_decoder_input_ids_from_labels(labels=labels)
             mask = [[1] * len(r[0]) + [0] * (ids.shape[1] - len(r[0])) for r in rows]
-            return _Batch({"input_ids": ids,
-                           "attention_mask": torch.tensor(mask, device=self.device),
-                           "decoder_input_ids": decoder_ids}, labels)  # fmt: skip
+            return _Batch(
+                {
+                    "input_ids": ids,
+                    "attention_mask": torch.tensor(mask, device=self.device),
+                    "decoder_input_ids": decoder_ids,
+                },
+                labels,
+            )
         full = [r[0] + r[1] for r in rows]
         ids = self._padded(full, self.pad_id)
         width = ids.shape[1]
@@ -99,15 +107,23 @@ class Objective:
         ]
         keep = width - min(len(r[0]) for r in rows) + 1
         labels = torch.tensor(shifted, device=self.device)[:, -keep:]
-        return _Batch({"input_ids": ids, "attention_mask": torch.tensor(mask, device=self.device),
-                       "logits_to_keep": keep}, labels)  # fmt: skip
+        return _Batch(
+            {
+                "input_ids": ids,
+                "attention_mask": torch.tensor(mask, device=self.device),
+                "logits_to_keep": keep,
+            },
+            labels,
+        )
 
     def _nll(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mean NLL per row over its labelled positions (fp32 log-softmax)."""
         per_token = F.cross_entropy(
-            logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
-            ignore_index=IGNORE, reduction="none",
-        ).view(labels.shape)  # fmt: skip
+            logits.float().reshape(-1, logits.shape[-1]),
+            labels.reshape(-1),
+            ignore_index=IGNORE,
+            reduction="none",
+        ).view(labels.shape)
         counts = (labels != IGNORE).sum(1).clamp(min=1)
         return per_token.sum(1) / counts
 
@@ -136,7 +152,7 @@ class Objective:
         grads: list[torch.Tensor] = [torch.empty(0)] * len(rows)
         embed = self.model.get_input_embeddings()
         for chunk in self._chunks(rows):
-            with torch.enable_grad(), self.constraint.cached_weights(), self.autocast():
+            with self.inference(grad=True):
                 batch = self._batch([rows[i] for i in chunk])
                 inputs = dict(batch.inputs)
                 with self._timed():

@@ -1,4 +1,4 @@
-"""What an attack did to a model: per-example rows and aggregates (SCIENCE.md section 4).
+"""What an attack did to a model: per-example rows and aggregates (docs/science.md, section 4).
 
 Per example: clean and attacked NLL of the target (nats/token), the absolute and relative change;
 for seq2seq the summaries generated from the clean and the attacked input and their ROUGE-L
@@ -15,11 +15,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from monolm.attacks.base import AttackOutcome, AttackSettings
 from monolm.attacks.examples import AttackExample
 from monolm.attacks.objective import Objective
+from monolm.config.eval_schema import GenerationConfig
 from monolm.metrics.bootstrap import bootstrap_ci
 
 SUCCESS, FAILURE, SKIPPED = "success", "failure", "skipped"
@@ -43,53 +44,73 @@ def measure(
     objective: Objective,
     tokenizer: PreTrainedTokenizerBase,
     examples: Sequence[AttackExample],
-    clean: Sequence[tuple[int, ...]],
-    attacked: Sequence[tuple[int, ...]],
-    tokens_changed: Sequence[int],
-    cfg: DictConfig,
+    outcome: AttackOutcome,
+    settings: AttackSettings,
+    generation: GenerationConfig,
     progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per example: NLLs, (seq2seq) generated summaries and ROUGE-L, status.
-    `tokens_changed`: flipped positions (HotFlip) or inserted tokens (a trigger)."""
-    settings = cfg.attack
+    """One row per example: NLLs, (seq2seq) generated summaries and ROUGE-L, status, judged by
+    `settings`' thresholds and floors (the same rows for the attacked model and for a transfer
+    target replaying `outcome`'s inputs)."""
+    clean, attacked, tokens_changed = outcome.clean, outcome.attacked, outcome.tokens_changed
     targets = [e.target for e in examples]
     clean_nll = objective.losses(list(zip(clean, targets, strict=True)))
     attacked_nll = objective.losses(list(zip(attacked, targets, strict=True)))
     rows: list[dict[str, Any]] = []
     for i, example in enumerate(examples):
         delta = attacked_nll[i] - clean_nll[i]
-        rows.append({
-            "id": example.id, "reference": example.reference,
-            "clean_input": tokenizer.decode(clean[i]),
-            "attacked_input": tokenizer.decode(attacked[i]),
-            "clean_ids": list(clean[i]), "attacked_ids": list(attacked[i]),
-            "tokens_changed": tokens_changed[i],
-            "clean_nll": clean_nll[i], "attacked_nll": attacked_nll[i], "delta_nll": delta,
-            "relative_nll": delta / clean_nll[i] if clean_nll[i] > 0 else None,
-        })  # fmt: skip
+        rows.append(
+            {
+                "id": example.id,
+                "reference": example.reference,
+                "clean_input": tokenizer.decode(clean[i]),
+                "attacked_input": tokenizer.decode(attacked[i]),
+                "clean_ids": list(clean[i]),
+                "attacked_ids": list(attacked[i]),
+                "tokens_changed": tokens_changed[i],
+                "clean_nll": clean_nll[i],
+                "attacked_nll": attacked_nll[i],
+                "delta_nll": delta,
+                "relative_nll": delta / clean_nll[i] if clean_nll[i] > 0 else None,
+            }
+        )
     if objective.seq2seq:
         model: PreTrainedModel = objective.model
         with objective.inference():
             from monolm.evaluation.generate import generate_from_ids
 
-            texts = generate_from_ids(model, tokenizer, [*clean, *attacked], cfg.generation,
-                                      progress)  # fmt: skip
+            texts = generate_from_ids(model, tokenizer, [*clean, *attacked], generation, progress)
         references = [e.reference for e in examples]
         clean_rouge = _rouge_l(texts[: len(clean)], references)
         attacked_rouge = _rouge_l(texts[len(clean) :], references)
         for i, row in enumerate(rows):
-            row.update({
-                "clean_generated": texts[i], "attacked_generated": texts[len(clean) + i],
-                "clean_rougeL": clean_rouge[i], "attacked_rougeL": attacked_rouge[i],
-                "rougeL_relative_drop": (clean_rouge[i] - attacked_rouge[i]) / clean_rouge[i]
-                if clean_rouge[i] > 0 else None,
-                "status": _status(clean_rouge[i], attacked_rouge[i], settings.rouge_floor,
-                                  settings.success_threshold, drop=True),
-            })  # fmt: skip
+            row.update(
+                {
+                    "clean_generated": texts[i],
+                    "attacked_generated": texts[len(clean) + i],
+                    "clean_rougeL": clean_rouge[i],
+                    "attacked_rougeL": attacked_rouge[i],
+                    "rougeL_relative_drop": (clean_rouge[i] - attacked_rouge[i]) / clean_rouge[i]
+                    if clean_rouge[i] > 0
+                    else None,
+                    "status": _status(
+                        clean_rouge[i],
+                        attacked_rouge[i],
+                        settings.rouge_floor,
+                        settings.success_threshold,
+                        drop=True,
+                    ),
+                }
+            )
     else:
         for row in rows:
-            row["status"] = _status(row["clean_nll"], row["attacked_nll"], settings.nll_floor,
-                                    settings.nll_success_threshold, drop=False)  # fmt: skip
+            row["status"] = _status(
+                row["clean_nll"],
+                row["attacked_nll"],
+                settings.nll_floor,
+                settings.nll_success_threshold,
+                drop=False,
+            )
     return rows
 
 
@@ -100,8 +121,12 @@ def aggregate(rows: Sequence[dict[str, Any]], bootstrap: Any) -> dict[str, Any]:
         values = [v for v in values if v is not None]
         if not values:
             return None
-        return bootstrap_ci(np.asarray(values, dtype=np.float64), bootstrap.resamples,
-                            bootstrap.confidence, bootstrap.seed)  # fmt: skip
+        return bootstrap_ci(
+            np.asarray(values, dtype=np.float64),
+            bootstrap.resamples,
+            bootstrap.confidence,
+            bootstrap.seed,
+        )
 
     statuses = [r["status"] for r in rows]
     decided = [r for r in rows if r["status"] != SKIPPED]

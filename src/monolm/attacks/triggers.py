@@ -13,15 +13,31 @@ same number of queries.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
 
-from monolm.attacks.examples import AttackExample, pack
+from monolm.attacks.base import (
+    AttackOutcome,
+    AttackPlan,
+    AttackRun,
+    AttackSettings,
+    Search,
+    at_least,
+)
+from monolm.attacks.examples import POSITIONS, AttackExample, build_examples, pack
 from monolm.attacks.first_order import blocked, first_order_scores
 from monolm.attacks.objective import Objective
-from monolm.attacks.vocabulary import CandidateVocabulary
+from monolm.attacks.vocabulary import CandidateVocabulary, round_trip_failures, special_ids
+from monolm.data.sources import split_rows
+from monolm.errors import UserError
+from monolm.run_dir import TRIGGERS_RECORD
 
 
 @dataclass
@@ -36,6 +52,30 @@ class TriggerSettings:
     init: str = " the"  # restart 0 starts from this token repeated (must be one candidate token)
     optimization_split: str | None = None  # null: the dataset's train split
     optimization_examples: int = 256
+
+    def check(self) -> None:
+        at_least(
+            "attack.trigger",
+            self,
+            ("length", "top_k", "beam", "restarts", "steps", "batch_size", "optimization_examples"),
+            1,
+        )
+        if self.position not in POSITIONS:
+            raise UserError(
+                f"attack.trigger.position={self.position}: one of {', '.join(POSITIONS)}"
+            )
+
+
+@dataclass
+class UATSettings(AttackSettings):
+    """conf/attack/attack/uat.yaml."""
+
+    name: str = "uat"
+    trigger: TriggerSettings = field(default_factory=TriggerSettings)
+
+    def check(self) -> None:
+        super().check()
+        self.trigger.check()
 
 
 def max_trigger_queries(settings: TriggerSettings, optimization_examples: int) -> int:
@@ -70,9 +110,11 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def _scored(
-    objective: Objective, batch: Sequence[AttackExample], triggers: list[tuple[int, ...]],
+    objective: Objective,
+    batch: Sequence[AttackExample],
+    triggers: list[tuple[int, ...]],
     position: str,
-) -> list[float]:  # fmt: skip
+) -> list[float]:
     """Mean batch loss of each trigger (one batched scoring call for all of them)."""
     rows = [row for trigger in triggers for row in _rows(batch, trigger, position)]
     losses = objective.losses(rows)
@@ -81,9 +123,12 @@ def _scored(
 
 
 def _gradient_candidates(
-    objective: Objective, batch: Sequence[AttackExample], trigger: tuple[int, ...],
-    settings: TriggerSettings, vocab: CandidateVocabulary,
-) -> tuple[float, list[list[int]]]:  # fmt: skip
+    objective: Objective,
+    batch: Sequence[AttackExample],
+    trigger: tuple[int, ...],
+    settings: TriggerSettings,
+    vocab: CandidateVocabulary,
+) -> tuple[float, list[list[int]]]:
     rows = _rows(batch, trigger, settings.position)
     losses, grads = objective.gradients(rows)
     spans = [pack(e, trigger, settings.position).trigger for e in batch]
@@ -112,16 +157,25 @@ def _random_candidates(
 
 
 def _beam_over_positions(
-    objective: Objective, batch: Sequence[AttackExample], trigger: tuple[int, ...],
-    loss: float, candidates: list[list[int]], settings: TriggerSettings, restart: Restart,
+    objective: Objective,
+    batch: Sequence[AttackExample],
+    trigger: tuple[int, ...],
+    loss: float,
+    candidates: list[list[int]],
+    settings: TriggerSettings,
+    restart: Restart,
     budget: int | None,
-) -> tuple[tuple[int, ...], float]:  # fmt: skip
+) -> tuple[tuple[int, ...], float]:
     beams = [(trigger, loss)]
     for position, tokens in enumerate(candidates):
-        expansions = list(dict.fromkeys(
-            (*t[:position], v, *t[position + 1 :])
-            for t, _ in beams for v in tokens if v != t[position]
-        ))  # fmt: skip
+        expansions = list(
+            dict.fromkeys(
+                (*t[:position], v, *t[position + 1 :])
+                for t, _ in beams
+                for v in tokens
+                if v != t[position]
+            )
+        )
         if budget is not None:
             expansions = expansions[: max(0, (budget - restart.queries) // len(batch))]
         if not expansions:
@@ -135,10 +189,17 @@ def _beam_over_positions(
 
 
 def _one_restart(
-    objective: Objective, optimization: Sequence[AttackExample], initial: tuple[int, ...],
-    settings: TriggerSettings, vocab: CandidateVocabulary, proposer: str, index: int,
-    budget: int | None, generator: torch.Generator, progress: Callable[[int], None] | None,
-) -> Restart:  # fmt: skip
+    objective: Objective,
+    optimization: Sequence[AttackExample],
+    initial: tuple[int, ...],
+    settings: TriggerSettings,
+    vocab: CandidateVocabulary,
+    proposer: str,
+    index: int,
+    budget: int | None,
+    generator: torch.Generator,
+    progress: Callable[[int], None] | None,
+) -> Restart:
     restart = Restart(index, initial)
     trigger = initial
     batch_size = min(settings.batch_size, len(optimization))
@@ -161,8 +222,9 @@ def _one_restart(
             candidates = _random_candidates(trigger, settings.top_k, vocab, generator)
         restart.queries += len(batch)
         limit = None if budget is None else budget - final_cost
-        trigger, loss = _beam_over_positions(objective, batch, trigger, loss, candidates,
-                                             settings, restart, limit)  # fmt: skip
+        trigger, loss = _beam_over_positions(
+            objective, batch, trigger, loss, candidates, settings, restart, limit
+        )
         restart.batch_losses.append(loss)
         restart.steps += 1
         if progress:
@@ -194,15 +256,151 @@ def trigger_search(
     generator = generator or torch.Generator().manual_seed(0)
     restarts = []
     for index in range(settings.restarts):
-        start = initial if index == 0 else tuple(
-            vocab.ids[torch.randint(len(vocab.ids), (settings.length,), generator=generator)]
-            .tolist()
-        )  # fmt: skip
+        start = (
+            initial
+            if index == 0
+            else tuple(
+                vocab.ids[
+                    torch.randint(len(vocab.ids), (settings.length,), generator=generator)
+                ].tolist()
+            )
+        )
         budget = budgets[index] if proposer == "random" and budgets is not None else None
-        restarts.append(_one_restart(objective, optimization, start, settings, vocab, proposer,
-                                     index, budget, generator, progress))  # fmt: skip
+        restarts.append(
+            _one_restart(
+                objective,
+                optimization,
+                start,
+                settings,
+                vocab,
+                proposer,
+                index,
+                budget,
+                generator,
+                progress,
+            )
+        )
     return restarts
 
 
 def best_restart(restarts: Sequence[Restart]) -> Restart:
     return max(restarts, key=lambda r: r.optimization_loss)
+
+
+def trigger_init_id(tokenizer: PreTrainedTokenizerBase, init: str) -> int:
+    """The id of `attack.trigger.init`, which must be one candidate token."""
+    ids = tokenizer(init, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1 or ids[0] in special_ids(tokenizer) or round_trip_failures(tokenizer, ids):
+        raise UserError(
+            f"attack.trigger.init={init!r} is {len(ids)} tokens {ids}: it must be one candidate "
+            "token (not special, surviving a decode/encode round trip), e.g. ' the'"
+        )
+    return ids[0]
+
+
+class UniversalTrigger(Search):
+    """`attack=uat`: one trigger for all inputs, optimised on a separate split."""
+
+    name = "uat"
+    settings_type = UATSettings
+    settings_key = "trigger"
+    queries_record = TRIGGERS_RECORD
+
+    def settings_of(self, settings: Any) -> TriggerSettings:
+        return settings.trigger
+
+    def check(self, settings: AttackSettings, plan: AttackPlan) -> None:
+        trigger = self.settings_of(settings)
+        optimization = trigger.optimization_split or plan.dataset.train_split
+        if optimization == plan.split:
+            raise UserError(
+                f"split={plan.split} is also attack.trigger.optimization_split: a trigger must be "
+                "evaluated on examples it was not optimised on"
+            )
+
+    def check_tokenizer(self, settings: AttackSettings, tokenizer: PreTrainedTokenizerBase) -> None:
+        trigger_init_id(tokenizer, self.settings_of(settings).init)
+
+    def search(
+        self, settings: TriggerSettings, run: AttackRun, proposer: str, budgets: list[int] | None
+    ) -> AttackOutcome:
+        plan, tokenizer = run.plan, run.tokenizer
+        rows = split_rows(
+            plan.dataset,
+            settings.optimization_split,
+            run.data_seed,
+            settings.optimization_examples,
+            which="train",
+        )
+        optimization, _ = build_examples(
+            rows, plan.dataset, tokenizer, plan.family, run.example_settings
+        )
+        initial = (trigger_init_id(tokenizer, settings.init),) * settings.length
+        total = settings.restarts * settings.steps if proposer == "gradient" else None
+        with tqdm(
+            total=total,
+            desc=f"{self.name} ({proposer}): optimising the trigger",
+            unit="batch",
+            dynamic_ncols=True,
+            leave=False,
+        ) as bar:
+            restarts = trigger_search(
+                run.objective,
+                optimization,
+                run.vocab,
+                settings,
+                initial,
+                proposer,
+                budgets,
+                run.generator,
+                bar.update,
+            )
+        best = best_restart(restarts)
+        record = {
+            "best_restart": best.index,
+            "trigger_ids": list(best.trigger),
+            "trigger_text": tokenizer.decode(best.trigger),
+            "position": settings.position,
+            "restarts": [
+                {
+                    **asdict(r),
+                    "trigger": list(r.trigger),
+                    "initial": list(r.initial),
+                    "trigger_text": tokenizer.decode(r.trigger),
+                    "initial_text": tokenizer.decode(r.initial),
+                }
+                for r in restarts
+            ],
+        }
+        examples = run.examples
+        info = {
+            "settings": asdict(settings),
+            "proposer": proposer,
+            "optimization_examples": len(optimization),
+            "optimization_split": settings.optimization_split or plan.dataset.train_split,
+            "trigger_ids": list(best.trigger),
+            "trigger_text": record["trigger_text"],
+            "best_restart": best.index,
+            "queries_total": sum(r.queries for r in restarts),
+            "queries_per_restart": [r.queries for r in restarts],
+            "gradient_queries_total": sum(r.gradient_queries for r in restarts),
+            "triggers_file": TRIGGERS_RECORD,
+        }
+        return AttackOutcome(
+            clean=[pack(e).ids for e in examples],
+            attacked=[pack(e, best.trigger, settings.position).ids for e in examples],
+            tokens_changed=[settings.length] * len(examples),
+            per_example=[{"trigger_ids": list(best.trigger)} for _ in examples],
+            info=info,
+            records={TRIGGERS_RECORD: record},
+        )
+
+    def recorded_budgets(self, base: Path, settings: TriggerSettings, run: AttackRun) -> list[int]:
+        """Per restart, the queries the attack in `base` spent on it."""
+        recorded = json.loads((base / TRIGGERS_RECORD).read_text())["restarts"]
+        if len(recorded) != settings.restarts:
+            raise UserError(
+                f"attack.queries_from='{base}' ran {len(recorded)} restarts, this control "
+                f"{settings.restarts}: set attack.trigger.restarts={len(recorded)}"
+            )
+        return [int(r["queries"]) for r in recorded]

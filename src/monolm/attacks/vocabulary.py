@@ -26,8 +26,11 @@ class CandidateVocabulary:
         return self.mask.nonzero().squeeze(1)
 
     def summary(self) -> dict[str, int]:
-        return {"rows": int(self.mask.numel()), "candidates": int(self.mask.sum()),
-                **{f"excluded_{k}": v for k, v in self.excluded.items()}}  # fmt: skip
+        return {
+            "rows": int(self.mask.numel()),
+            "candidates": int(self.mask.sum()),
+            **{f"excluded_{k}": v for k, v in self.excluded.items()},
+        }
 
 
 def special_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
@@ -56,6 +59,9 @@ def candidate_vocabulary(tokenizer: PreTrainedTokenizerBase, rows: int) -> Candi
     remaining = mask.nonzero().squeeze(1).tolist()
     failures = round_trip_failures(tokenizer, remaining)
     mask[sorted(failures)] = False
-    excluded = {"padded_rows": rows - in_vocab, "special": len(special),
-                "no_round_trip": len(failures)}  # fmt: skip
+    excluded = {
+        "padded_rows": rows - in_vocab,
+        "special": len(special),
+        "no_round_trip": len(failures),
+    }
     return CandidateVocabulary(mask, excluded)

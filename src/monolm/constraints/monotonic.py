@@ -1,11 +1,14 @@
-"""`constraint=monotonic`: non-negative weights on the FFN projections (SCIENCE.md sections 1-2)."""
+"""`constraint=monotonic`: non-negative weights on the FFN projections.
+
+See docs/science.md, sections 1-2.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -13,7 +16,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from monolm.constraints.activations import ACTIVATION_OPTIONS, REPLACEMENTS, set_config_activation
-from monolm.constraints.base import Constraint
+from monolm.constraints.base import ModelTransform, TransformSettings
 from monolm.constraints.guarantee import END_TO_END, guarantee_record, summary_line
 from monolm.constraints.parametrizations import PARAMETRIZATIONS, build_parametrization
 from monolm.constraints.verify import VerifySettings, verify_ffn_monotonicity
@@ -27,9 +30,10 @@ INITS = ("abs", "clamp")
 
 
 @dataclass
-class MonotonicSettings:
+class MonotonicSettings(TransformSettings):
     """The keys of conf/constraint/monotonic.yaml (see the comments there)."""
 
+    name: str = "monotonic"
     parametrization: str = "softplus"
     beta: float = 1.0
     init: str = "abs"
@@ -40,19 +44,6 @@ class MonotonicSettings:
     lr: float | None = None
     verify: VerifySettings = field(default_factory=VerifySettings)
 
-    @classmethod
-    def from_dict(cls, settings: dict[str, Any]) -> MonotonicSettings:
-        known = {f.name for f in fields(cls)}
-        for key in settings:
-            if key not in known:
-                raise UserError(f"constraint.{key} is not a monotonic setting: "
-                                f"{did_you_mean(key, known)}")  # fmt: skip
-        values = dict(settings)
-        values["verify"] = VerifySettings.from_dict(dict(values.get("verify") or {}))
-        made = cls(**values)
-        made.check()
-        return made
-
     def check(self) -> None:
         for key, valid in (
             ("parametrization", PARAMETRIZATIONS),
@@ -62,8 +53,9 @@ class MonotonicSettings:
         ):
             value = getattr(self, key)
             if value not in valid:
-                raise UserError(f"constraint.{key}='{value}' is unknown: "
-                                f"{did_you_mean(str(value), valid)}")  # fmt: skip
+                raise UserError(
+                    f"constraint.{key}='{value}' is unknown: {did_you_mean(str(value), valid)}"
+                )
         for key in ("beta", "lr"):
             value = getattr(self, key)
             if value is not None and not value > 0:
@@ -75,14 +67,16 @@ class MonotonicSettings:
                 f"constraint.init_eps=0 with parametrization={self.parametrization} puts zero "
                 "weights where the parametrisation has no gradient: use a small eps (1e-6)"
             )
+        self.verify.check()
 
 
-class MonotonicConstraint(Constraint):
+class MonotonicConstraint(ModelTransform):
     name = "monotonic"
+    record_name = "monotonicity"
 
     def __init__(self, settings: MonotonicSettings) -> None:
-        self.settings = settings
-        self.layers: dict[str, nn.Linear] = {}  # full module name -> constrained layer
+        super().__init__(settings)
+        self.settings: MonotonicSettings = settings
         self.layout: Any = None
 
     @property
@@ -142,6 +136,15 @@ class MonotonicConstraint(Constraint):
         if hf_name is not None and config is not None:
             set_config_activation(config, hf_name, gated=bool(layout.gated))
 
+    def check_exportable(self) -> None:
+        activation = self.settings.activation
+        if activation != "keep" and REPLACEMENTS[activation][1] is None:
+            raise UserError(
+                f"constraint.activation={activation} has no Hugging Face activation name, so a "
+                "plain HF model cannot reproduce it: train with constraint.activation=relu to "
+                "export"
+            )
+
     def raw_parameters(self) -> list[nn.Parameter]:
         """What the optimizer updates for the constrained layers (V, or W itself for project)."""
         if self.parametrised:
@@ -196,9 +199,11 @@ class MonotonicConstraint(Constraint):
             found = record["verification"]["summary"]
             log.info(
                 "%s; verifier: violations in %d of %d sublayers (worst Jacobian entry %.3g)",
-                summary_line(record), found["with_violations"], found["sublayers"],
+                summary_line(record),
+                found["with_violations"],
+                found["sublayers"],
                 found["worst_entry"],
-            )  # fmt: skip
+            )
             if found["proven_with_violations"]:
                 log.error("a proven sublayer shows violations: this is a bug, please report it")
         return record

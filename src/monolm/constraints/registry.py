@@ -1,43 +1,70 @@
-"""Constraint names (the options of conf/constraint/) and how each is built from its config."""
+"""The options of conf/constraint/: each name's transform class and settings schema.
+
+Each settings dataclass is stored in Hydra's ConfigStore as `schema/constraint/<name>`; the
+option's YAML composes it first (`defaults: [/schema/constraint/<name>@_here_, _self_]`), so a
+mistyped key or a value of the wrong type fails when the config is composed. `build_transform`
+reads the same schema for configs that come from a run dir's `run.json`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.config_store import ConfigStore
 
-from monolm.constraints.base import Constraint, NoConstraint
+from monolm.config.typed import typed_settings
+from monolm.constraints.base import ModelTransform, NoConstraint, TransformSettings
 from monolm.constraints.monotonic import MonotonicConstraint, MonotonicSettings
 from monolm.errors import UserError, did_you_mean
 
-
-def _build_none(cfg: dict[str, Any]) -> Constraint:
-    if cfg:
-        raise UserError(f"constraint 'none' takes no settings, got {sorted(cfg)}")
-    return NoConstraint()
+SCHEMA_GROUP = "schema/constraint"
 
 
-def _build_monotonic(cfg: dict[str, Any]) -> Constraint:
-    return MonotonicConstraint(MonotonicSettings.from_dict(cfg))
+@dataclass(frozen=True)
+class TransformKind:
+    transform: type[ModelTransform]
+    settings: type[TransformSettings]
 
 
-_BUILDERS: dict[str, Callable[[dict[str, Any]], Constraint]] = {
-    "none": _build_none,
-    "monotonic": _build_monotonic,
-}
+_KINDS: dict[str, TransformKind] = {}
+
+
+def register_transform(
+    name: str, transform: type[ModelTransform], settings: type[TransformSettings]
+) -> None:
+    """Make `constraint=<name>` build `transform(settings)`; its YAML option composes
+    `/schema/constraint/<name>`."""
+    _KINDS[name] = TransformKind(transform, settings)
+    ConfigStore.instance().store(group=SCHEMA_GROUP, name=name, node=settings)
+
+
+def register_constraint_configs() -> None:
+    """Store every registered option's schema in Hydra's ConfigStore (entry points call this;
+    `register_transform` stores its own, so options registered later are covered too)."""
+    for name, kind in _KINDS.items():
+        ConfigStore.instance().store(group=SCHEMA_GROUP, name=name, node=kind.settings)
+
+
+register_transform("none", NoConstraint, TransformSettings)
+register_transform("monotonic", MonotonicConstraint, MonotonicSettings)
 
 
 def constraint_names() -> list[str]:
-    return sorted(_BUILDERS)
+    return sorted(_KINDS)
 
 
-def build_constraint(cfg: Any) -> Constraint:
-    """The constraint named by `cfg.name`, configured with the remaining keys."""
-    settings = (
-        OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    )
-    name = settings.pop("name", None)
-    if name not in _BUILDERS:
-        raise UserError(f"unknown constraint '{name}': {did_you_mean(str(name), _BUILDERS)}")
-    return _BUILDERS[name](settings)
+def transform_settings(cfg: Any) -> TransformSettings:
+    """The typed settings of the option `cfg.name`, from a composed or a recorded config."""
+    name = cfg.get("name") if cfg is not None else None
+    if name not in _KINDS:
+        raise UserError(f"unknown constraint '{name}': {did_you_mean(str(name), _KINDS)}")
+    settings = typed_settings(_KINDS[name].settings, cfg, "constraint.")
+    settings.check()
+    return settings
+
+
+def build_constraint(cfg: Any) -> ModelTransform:
+    """The transform named by `cfg.name`, configured with its typed settings."""
+    settings = transform_settings(cfg)
+    return _KINDS[settings.name].transform(settings)

@@ -16,15 +16,17 @@ numbers are non-negative in floating point too), so any violation there is a bug
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
 from torch import nn
 
-from monolm.errors import UserError, did_you_mean
+from monolm.errors import UserError
 from monolm.models.ffn import FFNSublayer, find_ffn_sublayers
 
 # Intermediate tensors of the closed form are (points, d_out, d_hidden): chunk to bound memory.
@@ -40,15 +42,10 @@ class VerifySettings:
     search_lr: float = 0.05  # Adam step, as a fraction of the box's mean width
     seed: int = 0
 
-    @classmethod
-    def from_dict(cls, settings: dict[str, Any]) -> VerifySettings:
-        known = {f.name for f in fields(cls)}
-        for key in settings:
-            if key not in known:
-                raise UserError(f"constraint.verify.{key} is unknown: {did_you_mean(key, known)}")
-        made = cls(**settings)
-        for f in fields(cls):
-            value = getattr(made, f.name)
+    def check(self) -> None:
+        """Raise UserError naming the first value out of range."""
+        for f in fields(self):
+            value = getattr(self, f.name)
             minimum = 0 if f.name in ("search_starts", "search_steps", "seed") else 1
             if f.name == "search_lr":
                 if not value > 0:
@@ -57,7 +54,18 @@ class VerifySettings:
                 raise UserError(
                     f"constraint.verify.{f.name}={value} must be an integer >= {minimum}"
                 )
-        return made
+
+
+def verify_settings(recorded: Any = None, **overrides: Any) -> VerifySettings:
+    """Checked settings: the defaults, then what a run recorded (`constraint.verify`), then
+    `overrides` (None values are ignored)."""
+    from omegaconf import OmegaConf
+
+    given = {key: value for key, value in overrides.items() if value is not None}
+    merged = OmegaConf.merge(OmegaConf.structured(VerifySettings), recorded or {}, given)
+    settings = OmegaConf.to_object(merged)
+    settings.check()
+    return settings
 
 
 class FFNFunction:
@@ -280,28 +288,41 @@ def verify_ffn_monotonicity(
     }
 
 
+@dataclass(frozen=True)
+class ValidationData:
+    """Where the verifier's hidden states come from: a dataset's validation batches, tokenised
+    as training tokenised them."""
+
+    tokenizer: Any
+    dataset: Any  # a conf/dataset config
+    data: Any  # a data config (batch sizes)
+    seed: int
+
+    def batches(self) -> Iterator[dict[str, torch.Tensor]]:
+        from monolm.data.datamodule import TextDataModule
+
+        datamodule = TextDataModule(self.dataset, self.data, self.tokenizer, self.seed)
+        datamodule.build()
+        return iter(datamodule.val_dataloader())
+
+
 def verify_on_validation_data(
     model: nn.Module,
     model_cfg: Any,
     constrained: set[str],
-    cached_weights: Callable[[], Any],
-    tokenizer: Any,
-    dataset_cfg: Any,
-    data_cfg: Any,
-    seed: int,
+    data: ValidationData,
     settings: VerifySettings,
+    cached_weights: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> dict[str, Any]:
-    """The guarantee record of `model` plus its verification on the validation batches of
-    `dataset_cfg` (what `python -m monolm.constraints verify` and evaluate.py's task report)."""
+    """The guarantee record of `model` (`constrained`: the full names of its constrained layers)
+    plus its verification on `data` (what the verify command and evaluate's monotonicity task
+    report)."""
     from monolm.constraints.guarantee import guarantee_record
-    from monolm.data.datamodule import TextDataModule
 
-    datamodule = TextDataModule(dataset_cfg, data_cfg, tokenizer, seed)
-    datamodule.build()
     record = guarantee_record(model, model_cfg.ffn, constrained)
     # No inference_mode: the search differentiates through the FFN in its input.
     with cached_weights():
         record["verification"] = verify_ffn_monotonicity(
-            model, model_cfg.ffn, iter(datamodule.val_dataloader()), settings, record["sublayers"]
+            model, model_cfg.ffn, data.batches(), settings, record["sublayers"]
         )
     return record

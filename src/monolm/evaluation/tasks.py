@@ -7,21 +7,26 @@ and states the convention each number follows.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from monolm.config.eval_schema import TASK_KINDS
+from monolm.config.eval_schema import (
+    TASK_KINDS,
+    BootstrapConfig,
+    GenerationConfig,
+    PerplexityConfig,
+)
 from monolm.data.sources import split_rows
 from monolm.errors import UserError, did_you_mean
-from monolm.evaluation.subject import Subject, dataset_option
 from monolm.metrics.bootstrap import bootstrap_ci
+from monolm.subjects import Subject, dataset_option
 
 ROUGE_SCALE = 100.0  # ROUGE is reported as a percentage, as in the literature
 
@@ -56,9 +61,9 @@ def plan_tasks(
             )
         kind, dataset, split = task.kind, None, task.split
         if kind in ("own", "monotonicity"):
-            dataset = own_dataset if own_dataset is not None else dataset_option(
-                conf_dir, "tiny", family
-            )  # fmt: skip
+            dataset = (
+                own_dataset if own_dataset is not None else dataset_option(conf_dir, "tiny", family)
+            )
             if kind == "own":
                 kind = "perplexity" if family == "causal" else "summarization"
         elif task.dataset is None:
@@ -86,8 +91,10 @@ def _rows(task: PlannedTask, seed: int) -> Any:
 def _require_fields(task: PlannedTask, rows: Any, fields: Sequence[str]) -> None:
     missing = [f for f in fields if f not in rows.column_names]
     if missing:
-        raise UserError(f"task '{task.name}': dataset '{task.dataset.name}' has no field "
-                        f"{missing[0]!r}; its fields: {rows.column_names}")  # fmt: skip
+        raise UserError(
+            f"task '{task.name}': dataset '{task.dataset.name}' has no field "
+            f"{missing[0]!r}; its fields: {rows.column_names}"
+        )
 
 
 def _ids(rows: Any) -> list[Any]:
@@ -95,14 +102,17 @@ def _ids(rows: Any) -> list[Any]:
 
 
 def _ci(values: Sequence[float], settings: Any) -> dict[str, float]:
-    return bootstrap_ci(np.asarray(values, dtype=np.float64), settings.resamples,
-                        settings.confidence, settings.seed)  # fmt: skip
+    return bootstrap_ci(
+        np.asarray(values, dtype=np.float64), settings.resamples, settings.confidence, settings.seed
+    )
 
 
 def ratio_ci(
-    numerators: Sequence[float], denominators: Sequence[float], settings: Any,
+    numerators: Sequence[float],
+    denominators: Sequence[float],
+    settings: Any,
     transform: Callable[[np.ndarray], np.ndarray],
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, float]:
     """Percentile bootstrap of transform(sum(num) / sum(den)) over resampled examples (corpus-level
     perplexities are ratios of sums, not means of per-example values)."""
     num, den = np.asarray(numerators, float), np.asarray(denominators, float)
@@ -114,21 +124,45 @@ def ratio_ci(
     tail = (1 - settings.confidence) / 2
     low, high = np.quantile(stats, [tail, 1 - tail])
     point = float(transform(np.array(num.sum() / den.sum())))
-    return {"mean": point, "low": float(low), "high": float(high), "n": len(num),
-            "resamples": settings.resamples, "confidence": settings.confidence}  # fmt: skip
+    return {
+        "mean": point,
+        "low": float(low),
+        "high": float(high),
+        "n": len(num),
+        "resamples": settings.resamples,
+        "confidence": settings.confidence,
+    }
 
 
-@contextlib.contextmanager
-def inference(subject: Subject, autocast_dtype: torch.dtype | None) -> Iterator[None]:
-    """inference_mode + the constraint's cached weights + autocast on GPU."""
-    device = next(subject.model.parameters()).device
-    autocast = (
-        torch.autocast(device.type, dtype=autocast_dtype)
-        if autocast_dtype is not None
-        else contextlib.nullcontext()
-    )
-    with torch.inference_mode(), subject.constraint.cached_weights(), autocast:
-        yield
+@dataclass(frozen=True)
+class TaskContext:
+    """What every task runner gets: the subject, the evaluate settings it reads, and the
+    precision the subject's inference context runs at."""
+
+    subject: Subject
+    generation: GenerationConfig
+    perplexity: PerplexityConfig
+    bootstrap: BootstrapConfig
+    batch_size: int
+    seed: int
+    autocast_dtype: torch.dtype | None
+
+    @classmethod
+    def of(
+        cls, subject: Subject, cfg: DictConfig, autocast_dtype: torch.dtype | None
+    ) -> TaskContext:
+        return cls(
+            subject,
+            OmegaConf.to_object(cfg.generation),
+            OmegaConf.to_object(cfg.perplexity),
+            OmegaConf.to_object(cfg.bootstrap),
+            int(cfg.batch_size),
+            int(cfg.seed),
+            autocast_dtype,
+        )
+
+    def inference(self) -> AbstractContextManager[None]:
+        return self.subject.inference(self.autocast_dtype)
 
 
 def _chunks(n: int, size: int) -> Iterator[range]:
@@ -137,9 +171,12 @@ def _chunks(n: int, size: int) -> Iterator[range]:
 
 
 def scored_in_chunks(
-    score: Callable[[list[Any]], list[Any]], items: Sequence[Any], chunk: int, progress: Any,
+    score: Callable[[list[Any]], list[Any]],
+    items: Sequence[Any],
+    chunk: int,
+    progress: Any,
     label: str,
-) -> list[Any]:  # fmt: skip
+) -> list[Any]:
     """`score` over `items` a chunk at a time, so a long evaluation shows progress."""
     progress.reset(total=len(items))
     progress.set_description(label)
@@ -150,77 +187,104 @@ def scored_in_chunks(
     return results
 
 
-def run_summarization(
-    task: PlannedTask, subject: Subject, cfg: DictConfig, progress: Any
-) -> TaskResult:
+def run_summarization(task: PlannedTask, ctx: TaskContext, progress: Any) -> TaskResult:
     from monolm.evaluation.generate import generate_summaries
     from monolm.metrics.rouge import ROUGE_TYPES, rouge_per_example
 
     ds = task.dataset
-    rows = _rows(task, subject.seed)
+    rows = _rows(task, ctx.subject.seed)
     _require_fields(task, rows, [ds.source_field, ds.target_field])
     sources = [ds.source_prefix + text for text in rows[ds.source_field]]
     references = list(rows[ds.target_field])
     progress.reset(total=len(sources))
     progress.set_description(f"{task.name}: generating")
-    generated = generate_summaries(subject.model, subject.tokenizer, sources, cfg.generation,
-                                   ds.max_length, progress.update)  # fmt: skip
+    with ctx.inference():
+        generated = generate_summaries(
+            ctx.subject.model,
+            ctx.subject.tokenizer,
+            sources,
+            ctx.generation,
+            ds.max_length,
+            progress.update,
+        )
     scores = rouge_per_example(generated, references)
     out_rows = [
-        {"id": i, "input": s, "reference": r, "generated": g,
-         **{k: ROUGE_SCALE * v for k, v in score.items()}}
-        for i, s, r, g, score in zip(_ids(rows), sources, references, generated, scores,
-                                     strict=True)
-    ]  # fmt: skip
-    metrics = {k: _ci([row[k] for row in out_rows], cfg.bootstrap) for k in ROUGE_TYPES}
-    return TaskResult(metrics, out_rows, {
-        "conventions": {
-            "rouge": "F1 x 100, Google rouge-score with Porter stemming; rougeLsum on sentences "
-                     "split offline and joined by newlines (rougeL on the raw text)",
-            "generation": dict(cfg.generation),
-            "max_source_tokens": ds.max_length,
+        {
+            "id": i,
+            "input": s,
+            "reference": r,
+            "generated": g,
+            **{k: ROUGE_SCALE * v for k, v in score.items()},
         }
-    })  # fmt: skip
+        for i, s, r, g, score in zip(
+            _ids(rows), sources, references, generated, scores, strict=True
+        )
+    ]
+    metrics = {k: _ci([row[k] for row in out_rows], ctx.bootstrap) for k in ROUGE_TYPES}
+    return TaskResult(
+        metrics,
+        out_rows,
+        {
+            "conventions": {
+                "rouge": "F1 x 100, Google rouge-score with Porter stemming; rougeLsum on "
+                "sentences split offline and joined by newlines (rougeL on the raw text)",
+                "generation": asdict(ctx.generation),
+                "max_source_tokens": ds.max_length,
+            }
+        },
+    )
 
 
-def _context_length(subject: Subject, cfg: DictConfig) -> int:
+def _context_length(ctx: TaskContext) -> int:
     from monolm.metrics.likelihood import default_max_length
 
-    if cfg.perplexity.max_length:
-        return int(cfg.perplexity.max_length)
-    return default_max_length(subject.model)
+    if ctx.perplexity.max_length:
+        return int(ctx.perplexity.max_length)
+    return default_max_length(ctx.subject.model)
 
 
-def run_perplexity(
-    task: PlannedTask, subject: Subject, cfg: DictConfig, progress: Any
-) -> TaskResult:
+def run_perplexity(task: PlannedTask, ctx: TaskContext, progress: Any) -> TaskResult:
     from monolm.metrics.likelihood import document_loglikelihoods, perplexities
 
     ds = task.dataset
-    rows = _rows(task, subject.seed)
+    rows = _rows(task, ctx.subject.seed)
     _require_fields(task, rows, [ds.text_field])
+    # lm-eval scores an empty document as 0 nats over 0 tokens but still counts its one "word"
+    # (re.split on "" gives [""]), which would bias word perplexity; they are left out and the
+    # record says how many.
     kept = [(i, t) for i, t in zip(_ids(rows), rows[ds.text_field], strict=True) if t.strip()]
+    dropped = len(rows) - len(kept)
     if not kept:
         raise UserError(f"task '{task.name}': every text of '{ds.name}' is empty")
-    max_length, stride = _context_length(subject, cfg), cfg.perplexity.stride
+    max_length, stride = _context_length(ctx), ctx.perplexity.stride
     if stride is not None and not 1 <= stride <= max_length:
         raise UserError(f"perplexity.stride={stride} must be in [1, {max_length}]")
-    scores = scored_in_chunks(
-        lambda texts: document_loglikelihoods(
-            subject.model, subject.tokenizer, texts, max_length, cfg.batch_size, stride
-        ),
-        [text for _, text in kept], 256, progress, f"{task.name}: scoring",
-    )  # fmt: skip
+    with ctx.inference():
+        scores = scored_in_chunks(
+            lambda texts: document_loglikelihoods(
+                ctx.subject.model, ctx.subject.tokenizer, texts, max_length, ctx.batch_size, stride
+            ),
+            [text for _, text in kept],
+            256,
+            progress,
+            f"{task.name}: scoring",
+        )
     out_rows = [
-        {"id": i, "input": t, "loglikelihood": s.loglikelihood, "tokens": s.tokens,
-         "words": s.words, "bytes": s.bytes,
-         "token_perplexity": float(np.exp(-s.loglikelihood / max(1, s.tokens)))}
+        {
+            "id": i,
+            "input": t,
+            "loglikelihood": s.loglikelihood,
+            "tokens": s.tokens,
+            "words": s.words,
+            "bytes": s.bytes,
+            "token_perplexity": float(np.exp(-s.loglikelihood / max(1, s.tokens))),
+        }
         for (i, t), s in zip(kept, scores, strict=True)
-    ]  # fmt: skip
+    ]
     nll = [-s.loglikelihood for s in scores]
     totals = perplexities(scores)
     metrics = {
-        name: ratio_ci(nll, [getattr(s, unit) for s in scores], cfg.bootstrap, transform)
+        name: ratio_ci(nll, [getattr(s, unit) for s in scores], ctx.bootstrap, transform)
         for name, unit, transform in (
             ("token_perplexity", "tokens", np.exp),
             ("word_perplexity", "words", np.exp),
@@ -238,102 +302,155 @@ def run_perplexity(
         else f"strided sliding window: windows of {max_length} tokens moving by {stride}, each "
         "token scored once with the rest of its window as context"
     )
-    return TaskResult(metrics, out_rows, {"conventions": {
-        "perplexity": convention, "max_length": max_length, "stride": stride,
-        "words": "len(re.split(r'\\s+', text))", "bytes": "len(text.encode('utf-8'))",
-        "aggregation": "corpus level: exp(total NLL / total tokens|words|bytes)",
-    }})  # fmt: skip
+    return TaskResult(
+        metrics,
+        out_rows,
+        {
+            "conventions": {
+                "perplexity": convention,
+                "max_length": max_length,
+                "stride": stride,
+                "words": "len(re.split(r'\\s+', text))",
+                "bytes": "len(text.encode('utf-8'))",
+                "aggregation": "corpus level: exp(total NLL / total tokens|words|bytes)",
+                "empty_documents_dropped": dropped,
+                "empty_documents": "empty or whitespace-only documents are left out (lm-eval "
+                "would count one word and no tokens for each)",
+            }
+        },
+    )
 
 
-def run_lambada(task: PlannedTask, subject: Subject, cfg: DictConfig, progress: Any) -> TaskResult:
+def run_lambada(task: PlannedTask, ctx: TaskContext, progress: Any) -> TaskResult:
     from monolm.metrics.likelihood import lambada_request, lambada_scores
 
-    rows = _rows(task, subject.seed)
+    rows = _rows(task, ctx.subject.seed)
     _require_fields(task, rows, [task.dataset.text_field])
     texts = list(rows[task.dataset.text_field])
-    scored = scored_in_chunks(
-        lambda part: lambada_scores(subject.model, subject.tokenizer, part, cfg.batch_size),
-        texts, 512, progress, f"{task.name}: scoring",
-    )  # fmt: skip
+    with ctx.inference():
+        scored = scored_in_chunks(
+            lambda part: lambada_scores(
+                ctx.subject.model, ctx.subject.tokenizer, part, ctx.batch_size
+            ),
+            texts,
+            512,
+            progress,
+            f"{task.name}: scoring",
+        )
     out_rows = []
     for i, text, score in zip(_ids(rows), texts, scored, strict=True):
         context, target = lambada_request(text)
-        out_rows.append({"id": i, "input": context, "reference": target,
-                         "loglikelihood": score["loglikelihood"],
-                         "correct": int(score["correct"])})  # fmt: skip
-    mean_ll = _ci([r["loglikelihood"] for r in out_rows], cfg.bootstrap)
+        out_rows.append(
+            {
+                "id": i,
+                "input": context,
+                "reference": target,
+                "loglikelihood": score["loglikelihood"],
+                "correct": int(score["correct"]),
+            }
+        )
+    mean_ll = _ci([r["loglikelihood"] for r in out_rows], ctx.bootstrap)
     perplexity = {
         **mean_ll,
         "mean": float(np.exp(-mean_ll["mean"])),
         "low": float(np.exp(-mean_ll["high"])),
         "high": float(np.exp(-mean_ll["low"])),
     }
-    metrics = {"acc": _ci([r["correct"] for r in out_rows], cfg.bootstrap),
-               "perplexity": perplexity}  # fmt: skip
-    return TaskResult(metrics, out_rows, {"conventions": {
-        "acc": "every token of the final word is the greedy prediction (lambada_openai)",
-        "perplexity": "exp(-mean over examples of the target word's log-likelihood)",
-    }})  # fmt: skip
+    metrics = {
+        "acc": _ci([r["correct"] for r in out_rows], ctx.bootstrap),
+        "perplexity": perplexity,
+    }
+    return TaskResult(
+        metrics,
+        out_rows,
+        {
+            "conventions": {
+                "acc": "every token of the final word is the greedy prediction (lambada_openai)",
+                "perplexity": "exp(-mean over examples of the target word's log-likelihood)",
+            }
+        },
+    )
 
 
-def run_hellaswag(
-    task: PlannedTask, subject: Subject, cfg: DictConfig, progress: Any
-) -> TaskResult:
+def run_hellaswag(task: PlannedTask, ctx: TaskContext, progress: Any) -> TaskResult:
     from monolm.metrics.likelihood import hellaswag_query, hellaswag_scores
 
-    rows = _rows(task, subject.seed)
+    rows = _rows(task, ctx.subject.seed)
     _require_fields(task, rows, ["ctx_a", "ctx_b", "endings", "label", "activity_label"])
     examples = [dict(row) for row in rows]
-    scored = scored_in_chunks(
-        lambda part: hellaswag_scores(subject.model, subject.tokenizer, part, cfg.batch_size),
-        examples, 256, progress, f"{task.name}: scoring",
-    )  # fmt: skip
+    with ctx.inference():
+        scored = scored_in_chunks(
+            lambda part: hellaswag_scores(
+                ctx.subject.model, ctx.subject.tokenizer, part, ctx.batch_size
+            ),
+            examples,
+            256,
+            progress,
+            f"{task.name}: scoring",
+        )
     out_rows = []
     for i, example, score in zip(_ids(rows), examples, scored, strict=True):
         query, endings, label = hellaswag_query(example)
-        out_rows.append({"id": example.get("ind", i), "input": query, "reference": endings[label],
-                         "endings": endings, **score})  # fmt: skip
-    metrics = {key: _ci([r[key] for r in out_rows], cfg.bootstrap) for key in ("acc", "acc_norm")}
-    return TaskResult(metrics, out_rows, {"conventions": {
-        "acc": "argmax of the endings' summed log-likelihoods",
-        "acc_norm": "argmax of log-likelihood / character length of the ending",
-    }})  # fmt: skip
+        out_rows.append(
+            {
+                "id": example.get("ind", i),
+                "input": query,
+                "reference": endings[label],
+                "endings": endings,
+                **score,
+            }
+        )
+    metrics = {key: _ci([r[key] for r in out_rows], ctx.bootstrap) for key in ("acc", "acc_norm")}
+    return TaskResult(
+        metrics,
+        out_rows,
+        {
+            "conventions": {
+                "acc": "argmax of the endings' summed log-likelihoods",
+                "acc_norm": "argmax of log-likelihood / character length of the ending",
+            }
+        },
+    )
 
 
-def run_monotonicity(
-    task: PlannedTask, subject: Subject, cfg: DictConfig, progress: Any
-) -> TaskResult:
-    from dataclasses import replace
+def run_monotonicity(task: PlannedTask, ctx: TaskContext, progress: Any) -> TaskResult:
+    from monolm.constraints.verify import verify_on_validation_data, verify_settings
 
-    from omegaconf import OmegaConf
-
-    from monolm.config.schema import DataConfig
-    from monolm.constraints.verify import VerifySettings, verify_on_validation_data
-
-    verify_cfg = getattr(getattr(subject.constraint, "settings", None), "verify", None)
-    settings = replace(verify_cfg or VerifySettings(), seed=int(cfg.seed))
+    subject = ctx.subject
+    recorded = subject.config.constraint.get("verify") if subject.config is not None else None
+    settings = verify_settings(recorded, seed=ctx.seed)
     progress.set_description(f"{task.name}: verifying")
     record = verify_on_validation_data(
-        subject.model, subject.model_cfg, subject.constrained_layers,
-        subject.constraint.cached_weights, subject.tokenizer, task.dataset,
-        subject.data_cfg or OmegaConf.structured(DataConfig), subject.seed, settings,
-    )  # fmt: skip
+        subject.model,
+        subject.model_cfg,
+        set(subject.constrained_layers),
+        subject.validation_data(task.dataset),
+        settings,
+        subject.transform.cached_weights,
+    )
     found = record["verification"]
     summary = found["summary"]
     metrics = {
         "proven_sublayers": {"mean": float(record["summary"]["proven"]), "n": summary["sublayers"]},
-        "sublayers_with_violations": {"mean": float(summary["with_violations"]),
-                                      "n": summary["sublayers"]},
+        "sublayers_with_violations": {
+            "mean": float(summary["with_violations"]),
+            "n": summary["sublayers"],
+        },
         "worst_jacobian_entry": {"mean": float(summary["worst_entry"]), "n": summary["sublayers"]},
-    }  # fmt: skip
+    }
     levels = {s["name"]: s for s in record["sublayers"]}
     out_rows = [{"id": s["name"], **levels[s["name"]], **s} for s in found["sublayers"]]
-    return TaskResult(metrics, out_rows, {"guarantee": record["summary"],
-                                          "verification": {k: v for k, v in found.items()
-                                                           if k != "sublayers"}})  # fmt: skip
+    return TaskResult(
+        metrics,
+        out_rows,
+        {
+            "guarantee": record["summary"],
+            "verification": {k: v for k, v in found.items() if k != "sublayers"},
+        },
+    )
 
 
-RUNNERS: dict[str, Callable[[PlannedTask, Subject, DictConfig, Any], TaskResult]] = {
+RUNNERS: dict[str, Callable[[PlannedTask, TaskContext, Any], TaskResult]] = {
     "summarization": run_summarization,
     "perplexity": run_perplexity,
     "lambada": run_lambada,

@@ -1,7 +1,8 @@
 """Percentile bootstrap intervals for a mean, and the paired bootstrap for comparing two arms.
 
-Conventions (SCIENCE.md sections 3 and 5): 1000 resamples, a 95% percentile interval, and a seeded
-`numpy.random.default_rng`, so the same values and seed give the same interval on any machine.
+Conventions (docs/science.md, sections 3 and 5): 1000 resamples, a 95% percentile interval, and
+a seeded `numpy.random.default_rng`, so the same values and seed give the same interval on any
+machine.
 Two arms scored on the same examples are compared with a *paired* bootstrap: resampling examples,
 not each arm's scores separately, keeps the per-example pairing and cancels the (large) variation
 between examples that both arms share.

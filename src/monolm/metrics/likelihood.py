@@ -16,8 +16,9 @@ exactly where it has one:
 - LAMBADA (openai) and HellaSwag: the task files' request construction, `acc` and `acc_norm`.
 
 Everything is scored in batches sorted longest first (padding stays small, and an OOM shows at
-the first batch), one forward per batch under `torch.inference_mode()`, and returned in the
-caller's order. Log-softmax is taken in fp32 only at the positions that are scored.
+the first batch), one forward per batch inside `inference_context(model)` (inference and eval
+mode; no autocast of its own: the caller's precision applies), and returned in the caller's order.
+Log-softmax is taken in fp32 only at the positions that are scored.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ import inspect
 import math
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from monolm.inference import inference_context
 from monolm.models.loading import max_positions
 
 # A causal request: the model input and the tokens its last len(targets) positions predict.
@@ -136,24 +137,6 @@ def encode_requests(
 # Batched scoring
 
 
-@contextmanager
-def _scoring(model: PreTrainedModel, autocast_dtype: torch.dtype | None) -> Iterator[None]:
-    """Eval mode (dropout off: T5 built from config is in train mode), inference mode and the
-    optional autocast; every module's own train/eval flag is restored afterwards."""
-    modes = {module: module.training for module in model.modules()}
-    model.eval()
-    device = next(model.parameters()).device
-    try:
-        with (
-            torch.inference_mode(),
-            torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None),
-        ):
-            yield
-    finally:
-        for module, training in modes.items():
-            module.training = training
-
-
 def _batches(lengths: Sequence[tuple[int, int]], batch_size: int) -> Iterator[list[int]]:
     """Indices in batches, longest first, so each batch pads to its first item's length.
 
@@ -202,7 +185,6 @@ def score_causal_windows(
     windows: Sequence[Window],
     batch_size: int,
     pad_id: int,
-    autocast_dtype: torch.dtype | None = None,
 ) -> list[tuple[float, bool]]:
     """(summed log-prob, all greedy) of each window's targets, in the order given.
 
@@ -220,7 +202,7 @@ def score_causal_windows(
     device = next(model.parameters()).device
     trim = _accepts_logits_to_keep(model)
     results: list[tuple[float, bool]] = [(0.0, True)] * len(windows)
-    with _scoring(model, autocast_dtype):
+    with inference_context(model):
         for batch in _batches([(len(i), len(t)) for i, t in windows], batch_size):
             inputs = [windows[i][0] for i in batch]
             ids = _padded(inputs, pad_id, device)
@@ -245,7 +227,6 @@ def _score_seq2seq(
     encoded: Sequence[tuple[list[int], list[int]]],
     batch_size: int,
     pad_id: int,
-    autocast_dtype: torch.dtype | None,
 ) -> list[tuple[float, bool]]:
     """Encoder reads the context; the decoder is fed `decoder_start_token_id` + continuation[:-1].
 
@@ -258,7 +239,7 @@ def _score_seq2seq(
         raise ValueError("the seq2seq model's config sets no decoder_start_token_id")
     device = next(model.parameters()).device
     results: list[tuple[float, bool]] = [(0.0, True)] * len(encoded)
-    with _scoring(model, autocast_dtype):
+    with inference_context(model):
         for batch in _batches([(len(c) + len(x), len(x)) for c, x in encoded], batch_size):
             contexts = [encoded[i][0] for i in batch]
             continuations = [encoded[i][1] for i in batch]
@@ -290,7 +271,6 @@ def continuation_loglikelihoods(
     requests: Sequence[tuple[str, str]],
     batch_size: int,
     max_length: int | None = None,
-    autocast_dtype: torch.dtype | None = None,
 ) -> list[tuple[float, bool]]:
     """lm-eval `loglikelihood`: (summed log-prob, all tokens greedy) per (context, continuation).
 
@@ -312,9 +292,9 @@ def continuation_loglikelihoods(
             )
     if seq2seq:
         truncated = [(c[-max_length:], x) for c, x in encoded]
-        return _score_seq2seq(model, truncated, batch_size, _pad_id(tokenizer), autocast_dtype)
+        return _score_seq2seq(model, truncated, batch_size, _pad_id(tokenizer))
     windows = [((c + x)[-(max_length + 1) :][:-1], x) for c, x in encoded]
-    return score_causal_windows(model, windows, batch_size, _pad_id(tokenizer), autocast_dtype)
+    return score_causal_windows(model, windows, batch_size, _pad_id(tokenizer))
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,7 +352,6 @@ def document_loglikelihoods(
     max_length: int,
     batch_size: int,
     stride: int | None = None,
-    autocast_dtype: torch.dtype | None = None,
 ) -> list[DocumentScore]:
     """Summed log-likelihood of each whole document, every token predicted exactly once.
 
@@ -398,7 +377,7 @@ def document_loglikelihoods(
         made = strided_windows(token_ids, prefix, max_length, stride or max_length)
         owners += [index] * len(made)
         windows += made
-    scored = score_causal_windows(model, windows, batch_size, _pad_id(tokenizer), autocast_dtype)
+    scored = score_causal_windows(model, windows, batch_size, _pad_id(tokenizer))
     totals = [0.0] * len(documents)
     for owner, (loglikelihood, _) in zip(owners, scored, strict=True):
         totals[owner] += loglikelihood
@@ -450,14 +429,11 @@ def lambada_scores(
     texts: Sequence[str],
     batch_size: int,
     max_length: int | None = None,
-    autocast_dtype: torch.dtype | None = None,
 ) -> list[dict[str, Any]]:
     """Per text: the target word's summed log-likelihood, whether every target token is the
     greedy prediction (`is_greedy`, and `correct` as 0/1: LAMBADA's accuracy), and the target."""
     requests = [lambada_request(text) for text in texts]
-    scored = continuation_loglikelihoods(
-        model, tokenizer, requests, batch_size, max_length, autocast_dtype
-    )
+    scored = continuation_loglikelihoods(model, tokenizer, requests, batch_size, max_length)
     return [
         {"loglikelihood": ll, "is_greedy": greedy, "correct": int(greedy), "target": target}
         for (_, target), (ll, greedy) in zip(requests, scored, strict=True)
@@ -511,7 +487,6 @@ def hellaswag_scores(
     examples: Sequence[dict[str, Any]],
     batch_size: int,
     max_length: int | None = None,
-    autocast_dtype: torch.dtype | None = None,
 ) -> list[dict[str, Any]]:
     """Per example: each ending's log-likelihood and character length, pred (argmax
     log-likelihood), pred_norm (argmax log-likelihood / len(ending)), acc and acc_norm (0/1).
@@ -521,11 +496,7 @@ def hellaswag_scores(
     """
     queries = [hellaswag_query(example) for example in examples]
     requests = [(query, " " + ending) for query, endings, _ in queries for ending in endings]
-    scored = iter(
-        continuation_loglikelihoods(
-            model, tokenizer, requests, batch_size, max_length, autocast_dtype
-        )
-    )
+    scored = iter(continuation_loglikelihoods(model, tokenizer, requests, batch_size, max_length))
     rows = []
     for _, endings, label in queries:
         loglikelihoods = [next(scored)[0] for _ in endings]

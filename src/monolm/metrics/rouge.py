@@ -9,8 +9,9 @@ tokens (empty, punctuation only) scores 0 against anything, itself included.
 `rougeLsum` is summary-level LCS over sentences, and rouge-score takes sentences to be the lines
 of the text: on text without newlines it equals `rougeL`. The field's Hugging Face scripts put
 one sentence per line with `nltk.sent_tokenize` (punkt) first; the earlier pipeline did not, so
-its numbers were `rougeL` under another name (SCIENCE.md section 3). punkt needs a download, so
-`split_sentences` stands in for it here: offline, deterministic, and close on news-style text.
+its numbers were `rougeL` under another name (docs/science.md, section 3). punkt needs a
+download, so `split_sentences` stands in for it here: offline, deterministic, and close on
+news-style text.
 """
 
 from __future__ import annotations

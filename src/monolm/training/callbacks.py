@@ -18,6 +18,8 @@ from lightning.pytorch.callbacks import (
     TQDMProgressBar,
 )
 
+from monolm.run_dir import PERIODIC_CHECKPOINT_NAME
+
 
 def step_seed(seed: int, epoch: int, batch_idx: int, rank: int) -> int:
     digest = hashlib.blake2b(f"{seed}/{epoch}/{batch_idx}/{rank}".encode(), digest_size=8)
@@ -157,7 +159,7 @@ def build_callbacks(
         StepCheckpoint(
             stop_signal=stop_signal,
             dirpath=checkpoint_dir,
-            filename="step-{step:07d}",
+            filename=PERIODIC_CHECKPOINT_NAME,
             auto_insert_metric_name=False,
             every_n_train_steps=callbacks_cfg.checkpoint_every_n_steps,
             save_last=True,

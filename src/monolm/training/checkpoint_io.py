@@ -12,8 +12,8 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from monolm.errors import UserError
+from monolm.run_dir import LAST_CHECKPOINT, RunDir
 
-LAST = "last.ckpt"
 log = logging.getLogger(__name__)
 
 
@@ -82,8 +82,8 @@ def resume_checkpoint(run_dir: Path) -> Path | None:
     files, newest first. None if there is none (a fresh run). An unreadable `last.ckpt`
     (truncated, corrupt) is named in a warning and renamed aside, never overwritten; if no
     checkpoint loads, a UserError names them: never a silent fresh start."""
-    folder = run_dir / "checkpoints"
-    periodic = sorted(folder.glob("step-*.ckpt"), key=_step_of, reverse=True)
+    layout = RunDir(run_dir)
+    periodic = sorted(layout.periodic_checkpoints(), key=_step_of, reverse=True)
     steps: dict[Path, int | UserError] = {}  # each file is read once (they can be many GB)
 
     def step_of(path: Path) -> int | UserError:
@@ -94,8 +94,9 @@ def resume_checkpoint(run_dir: Path) -> Path | None:
                 steps[path] = exc
         return steps[path]
 
-    candidates = [folder / LAST, *periodic]
-    last_step = step_of(folder / LAST) if (folder / LAST).is_file() and periodic else None
+    last = layout.last_checkpoint
+    candidates = [last, *periodic]
+    last_step = step_of(last) if last.is_file() and periodic else None
     if isinstance(last_step, int):  # a kill between step-N and last.ckpt: step-N is newer
         candidates = [*(p for p in periodic if _step_of(p) > last_step), *candidates]
     unreadable: list[tuple[Path, str]] = []
@@ -104,9 +105,14 @@ def resume_checkpoint(run_dir: Path) -> Path | None:
             unreadable.append((path, str(step_of(path))))
             continue
         for bad, _ in unreadable:
-            kept = _set_aside(bad) if bad.name == LAST else bad
-            log.warning("checkpoint %s is unreadable (kept as %s); resuming from %s, the newest "
-                        "checkpoint that loads", bad, kept.name, path)  # fmt: skip
+            kept = _set_aside(bad) if bad.name == LAST_CHECKPOINT else bad
+            log.warning(
+                "checkpoint %s is unreadable (kept as %s); resuming from %s, the newest "
+                "checkpoint that loads",
+                bad,
+                kept.name,
+                path,
+            )
         return path
     if unreadable:
         names = ", ".join(str(p) for p, _ in unreadable)

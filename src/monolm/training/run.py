@@ -19,16 +19,18 @@ import torch
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
-from monolm.config.validate import validate_max_length, validate_train_config
 from monolm.constraints import build_constraint
+from monolm.constraints.base import ModelTransform
 from monolm.data.datamodule import TextDataModule
 from monolm.errors import UserError
 from monolm.models.loading import load_model, load_model_config, load_tokenizer, max_positions
-from monolm.models.module import LanguageModelModule
-from monolm.runs import MODEL_CONFIG_DIR
+from monolm.provenance import provenance, write_json
+from monolm.run_dir import RunDir
 from monolm.training.callbacks import StepCheckpoint, build_callbacks
-from monolm.training.checkpoint_io import LAST, AtomicCheckpointIO, resume_checkpoint
-from monolm.training.record import GuaranteeRecord, RunRecord, provenance, write_json
+from monolm.training.checkpoint_io import AtomicCheckpointIO, resume_checkpoint
+from monolm.training.module import LanguageModelModule
+from monolm.training.record import RunRecord, TransformRecord
+from monolm.training.validate import validate_max_length, validate_train_config
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,7 @@ def build_trainer(
         **trainer_cfg,
         strategy=_strategy(cfg, model),
         logger=loggers or False,
-        callbacks=build_callbacks(cfg, run_dir / "checkpoints"),
+        callbacks=build_callbacks(cfg, RunDir(run_dir).checkpoint_dir),
         plugins=[AtomicCheckpointIO(), *_cluster_environment()],
         default_root_dir=run_dir,
         use_distributed_sampler=False,  # TextDataModule shards by rank itself (exact resume)
@@ -129,17 +131,20 @@ def prepare(cfg: DictConfig) -> Prepared:
     module = LanguageModelModule(
         model,
         constraint,
-        optim=OmegaConf.to_container(cfg.optim, resolve=True),
+        optim=OmegaConf.to_object(cfg.optim),
         total_steps=_total_steps(cfg, datamodule, trainer.world_size),
         config=config,
     )
     return Prepared(run_dir, config, resume_from, tokenizer, datamodule, module, trainer)
 
 
-def _final_guarantee(
-    cfg: DictConfig, constraint: Any, module: LanguageModelModule, datamodule: TextDataModule
+def _final_record(
+    cfg: DictConfig,
+    constraint: ModelTransform,
+    module: LanguageModelModule,
+    datamodule: TextDataModule,
 ) -> dict[str, Any] | None:
-    """The constraint's record on the trained tensors, verified on validation batches (skipped
+    """The transform's record on the trained tensors, verified on validation batches (skipped
     under FSDP, whose rank 0 does not hold whole layers; run the verify command afterwards)."""
     if cfg.trainer.strategy == "fsdp":
         log.warning("FSDP: run `python -m monolm.constraints verify <run_dir>` to verify")
@@ -156,14 +161,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer, module, datamodule = setup.trainer, setup.module, setup.datamodule
     constraint = module.constraint
 
-    record = RunRecord(run_dir, config, cfg.seed)
-    guarantee = GuaranteeRecord(run_dir / "monotonicity.json", provenance(config, cfg.seed))
+    layout = RunDir(run_dir)
+    record = RunRecord(layout.run_record, config, cfg.seed)
+    transform_record = (
+        TransformRecord(
+            layout.transform_record(constraint.record_name), provenance(config, cfg.seed)
+        )
+        if constraint.record_name is not None
+        else None
+    )
     if trainer.is_global_zero:
         record.write(resumed_from=str(resume_from) if resume_from else None)
-        setup.tokenizer.save_pretrained(run_dir / "tokenizer")
-        module.model.config.save_pretrained(run_dir / MODEL_CONFIG_DIR)
-        if not resume_from:
-            guarantee.write_initial(constraint.report(module.model))
+        setup.tokenizer.save_pretrained(layout.tokenizer_dir)
+        module.model.config.save_pretrained(layout.model_config_dir)
+        if transform_record is not None and not resume_from:
+            transform_record.write_initial(constraint.report(module.model))
     if resume_from:
         log.info("resuming from %s", resume_from)
     stop_signal = next(c for c in trainer.callbacks if isinstance(c, StepCheckpoint)).stop_signal
@@ -184,8 +196,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise
     if stop_signal.saved_at_step is not None:  # preempted, timed out or terminated
         name = signal.Signals(stop_signal.received).name
-        log.warning("%s: saved %s at step %d and stopped; the same command resumes from it",
-                    name, run_dir / "checkpoints" / LAST, stop_signal.saved_at_step)  # fmt: skip
+        log.warning(
+            "%s: saved %s at step %d and stopped; the same command resumes from it",
+            name,
+            layout.last_checkpoint,
+            stop_signal.saved_at_step,
+        )
         if trainer.is_global_zero:
             record.write(stopped_by=name, stopped_at_step=stop_signal.saved_at_step)
             record.finish("stopped")
@@ -198,8 +214,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         **_logged(trainer, "val/"),
     }
     if trainer.is_global_zero:
-        write_json(run_dir / "metrics.json", {**provenance(config, cfg.seed), "metrics": metrics})
-        guarantee.write_final(_final_guarantee(cfg, constraint, module, datamodule))
+        write_json(layout.metrics_record, {**provenance(config, cfg.seed), "metrics": metrics})
+        if transform_record is not None:
+            transform_record.write_final(_final_record(cfg, constraint, module, datamodule))
         record.finish("completed")
         log.info("run dir: %s", run_dir)
     return metrics

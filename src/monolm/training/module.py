@@ -17,7 +17,8 @@ from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics import MeanMetric
 from transformers import PreTrainedModel
 
-from monolm.constraints.base import Constraint
+from monolm.config.schema import OptimConfig
+from monolm.constraints.base import ModelTransform
 from monolm.data.datamodule import IGNORE_INDEX
 from monolm.training.optim import WarmupDecay, build_param_groups
 
@@ -32,14 +33,15 @@ class LanguageModelModule(L.LightningModule):
     def __init__(
         self,
         model: PreTrainedModel,
-        constraint: Constraint,
-        optim: dict[str, Any],
+        constraint: ModelTransform,
+        optim: OptimConfig,
         total_steps: int,
         config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.constraint = constraint
+        self.strict_loading = constraint.strict_loading
         self.optim = optim
         self.total_steps = total_steps
         self.causal = not model.config.is_encoder_decoder
@@ -94,15 +96,15 @@ class LanguageModelModule(L.LightningModule):
         optim = self.optim
         groups = build_param_groups(
             self.model,
-            optim["weight_decay"],
-            self.constraint.optimizer_groups(self.model, optim["weight_decay"]),
+            optim.weight_decay,
+            self.constraint.optimizer_groups(self.model, optim.weight_decay),
         )
-        optimizer = AdamW(groups, lr=optim["lr"], betas=tuple(optim["betas"]), eps=optim["eps"])
+        optimizer = AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps)
         schedule = WarmupDecay(
             total_steps=self.total_steps,
-            warmup_steps=round(optim["warmup_ratio"] * self.total_steps),
-            schedule=optim["schedule"],
-            min_ratio=optim["min_lr_ratio"],
+            warmup_steps=round(optim.warmup_ratio * self.total_steps),
+            schedule=optim.schedule,
+            min_ratio=optim.min_lr_ratio,
         )
         return {
             "optimizer": optimizer,
@@ -110,6 +112,7 @@ class LanguageModelModule(L.LightningModule):
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"] = self.constraint.checkpoint_state(checkpoint["state_dict"])
         checkpoint["tokens_seen"] = self.tokens_seen
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from typing import Any
 
 from monolm.config.schema import TrainConfig
+from monolm.config.typed import reject_unknown_keys
 from monolm.constraints import constraint_names
 from monolm.errors import UserError, did_you_mean
 
@@ -26,21 +25,9 @@ def _choice(key: str, value: Any, valid: tuple[str, ...] | list[str]) -> None:
     _require(value in valid, f"{key}='{value}' is not an option: {did_you_mean(str(value), valid)}")
 
 
-def _reject_unknown_keys(node: Any, schema: type, prefix: str) -> None:
-    """`+key=value` overrides bypass struct mode: hold the composed config to the schema."""
-    hints = typing.get_type_hints(schema)
-    for key in node:
-        if key not in hints:
-            raise UserError(
-                f"unknown config key '{prefix}{key}': {did_you_mean(str(key), list(hints))}"
-            )
-        if dataclasses.is_dataclass(hints[key]) and node[key] is not None:
-            _reject_unknown_keys(node[key], hints[key], f"{prefix}{key}.")
-
-
 def validate_train_config(cfg: Any) -> None:
     """Raise UserError naming the first impossible value; return None when the config is sound."""
-    _reject_unknown_keys(cfg, TrainConfig, "")
+    reject_unknown_keys(cfg, TrainConfig, "")
     _choice("model.family", cfg.model.family, list(FAMILY_TASKS))
     _choice("dataset.task", cfg.dataset.task, list(FAMILY_TASKS.values()))
     expected = FAMILY_TASKS[cfg.model.family]

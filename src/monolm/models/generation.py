@@ -1,8 +1,8 @@
 """Batched summary generation for seq2seq and causal models.
 
-Inputs are sorted by length so each batch pads little, generated under `torch.inference_mode()`
-with the constraint's cached weights (one softplus per weight for the whole loop, not one per
-decoding step), and returned in the original order.
+Inputs are sorted by length so each batch pads little and returned in the original order. Callers
+generate inside their subject's inference context (inference mode, the transform's cached weights:
+one softplus per weight for the whole loop, not one per decoding step; their autocast).
 """
 
 from __future__ import annotations
@@ -28,9 +28,12 @@ def _generation_kwargs(settings: Any, tokenizer: PreTrainedTokenizerBase) -> dic
 
 
 def _encode(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, sources: Sequence[str],
-    max_source_tokens: int, settings: Any,
-) -> list[list[int]]:  # fmt: skip
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    sources: Sequence[str],
+    max_source_tokens: int,
+    settings: Any,
+) -> list[list[int]]:
     """Token ids of each model input: seq2seq sources truncated at the end; causal prompts keep
     the article's start and end with the prompt suffix, leaving room for the summary."""
     if model.config.is_encoder_decoder:
@@ -72,8 +75,10 @@ def generate_from_ids(
         width = max(len(ids) for ids in batch_ids)
         pad = tokenizer.pad_token_id
         # Causal models continue the prompt, so their padding goes on the left.
-        rows = [([pad] * (width - len(ids)) + ids) if causal else (ids + [pad] * (width - len(ids)))
-                for ids in batch_ids]  # fmt: skip
+        rows = [
+            ([pad] * (width - len(ids)) + ids) if causal else (ids + [pad] * (width - len(ids)))
+            for ids in batch_ids
+        ]
         mask = [
             ([0] * (width - len(ids)) + [1] * len(ids))
             if causal

@@ -1,0 +1,1 @@
+"""Commands above the subject loader: verify and export a trained model."""
