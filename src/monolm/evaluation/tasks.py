@@ -419,6 +419,7 @@ def run_monotonicity(task: PlannedTask, ctx: TaskContext, progress: Any) -> Task
     subject = ctx.subject
     recorded = subject.config.constraint.get("verify") if subject.config is not None else None
     settings = verify_settings(recorded, seed=ctx.seed)
+    progress.reset(total=1)
     progress.set_description(f"{task.name}: verifying")
     record = verify_on_validation_data(
         subject.model,
@@ -428,6 +429,7 @@ def run_monotonicity(task: PlannedTask, ctx: TaskContext, progress: Any) -> Task
         settings,
         subject.transform.cached_weights,
     )
+    progress.update(1)
     found = record["verification"]
     summary = found["summary"]
     metrics = {

@@ -15,10 +15,10 @@ from lightning.pytorch.callbacks import (
     LearningRateMonitor,
     ModelCheckpoint,
     ThroughputMonitor,
-    TQDMProgressBar,
 )
 
 from monolm.run_dir import PERIODIC_CHECKPOINT_NAME
+from monolm.training.console import StepProgressBar
 
 
 def step_seed(seed: int, epoch: int, batch_idx: int, rank: int) -> int:
@@ -176,5 +176,5 @@ def build_callbacks(
     if callbacks_cfg.throughput and cfg.logger:
         callbacks.append(ThroughputMonitor(batch_size_fn=_rows_in, length_fn=_tokens_in))
     if cfg.trainer.enable_progress_bar:
-        callbacks.append(TQDMProgressBar(refresh_rate=callbacks_cfg.progress_refresh_rate))
+        callbacks.append(StepProgressBar(refresh_rate=callbacks_cfg.progress_refresh_rate))
     return callbacks

@@ -28,6 +28,7 @@ from monolm.provenance import provenance, write_json
 from monolm.run_dir import RunDir
 from monolm.training.callbacks import StepCheckpoint, build_callbacks
 from monolm.training.checkpoint_io import AtomicCheckpointIO, resume_checkpoint
+from monolm.training.console import final_line, route_lightning_logs
 from monolm.training.module import LanguageModelModule
 from monolm.training.record import RunRecord, TransformRecord
 from monolm.training.validate import validate_max_length, validate_train_config
@@ -156,6 +157,7 @@ def _final_record(
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train one run in `cfg.paths.output_dir`; return its final metrics."""
+    route_lightning_logs()
     setup = prepare(cfg)
     run_dir, config, resume_from = setup.run_dir, setup.config, setup.resume_from
     trainer, module, datamodule = setup.trainer, setup.module, setup.datamodule
@@ -218,5 +220,5 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if transform_record is not None:
             transform_record.write_final(_final_record(cfg, constraint, module, datamodule))
         record.finish("completed")
-        log.info("run dir: %s", run_dir)
+        print(final_line(metrics, run_dir), flush=True)
     return metrics
