@@ -32,6 +32,8 @@ SPLIT_SIZES = {"train": 400, "validation": 60}
 LM_WORDS = (80, 300)
 ARTICLE_WORDS = (100, 300)
 
+# The word tables below are packed several words to a line (`# fmt: skip`): the formatter would
+# put one word per line and turn each short table into a column of 20-40 lines.
 FEMALE_NAMES = (
     "Amara", "Beatrice", "Chloé", "Dalia", "Elena", "Fatima", "Grace", "Hana", "Ingrid",
     "Julia", "Keiko", "Lena", "Maya", "Nadia", "Olivia", "Priya", "Rosa", "Sofia", "Tara",
