@@ -12,13 +12,20 @@ REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 
 
+def register_train_configs() -> None:
+    """What train.py registers before Hydra composes: the schema, resolvers, constraint options."""
+    from monolm.config.schema import register_configs
+    from monolm.constraints import register_constraint_configs
+
+    register_configs()
+    register_constraint_configs()
+
+
 def compose_train(*overrides: str):
     """The composed train config, exactly as `python train.py <overrides>` would see it."""
     from hydra import compose, initialize_config_dir
 
-    from monolm.config.schema import register_configs
-
-    register_configs()
+    register_train_configs()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("train", overrides=list(overrides))
 

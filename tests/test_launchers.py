@@ -7,12 +7,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from monolm.config.schema import register_configs
-from tests.helpers import CONF
+from tests.helpers import CONF, register_train_configs
 
 
 def launcher(*overrides: str) -> dict:
-    register_configs()
+    register_train_configs()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
@@ -64,7 +63,7 @@ def test_a_site_launcher_file_extends_slurm(tmp_path) -> None:
     (conf / "hydra" / "launcher" / "site.yaml").write_text(
         "defaults:\n  - slurm\npartition: a100\naccount: lab\n"
     )
-    register_configs()
+    register_train_configs()
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         cfg = compose("train", overrides=["hydra/launcher=site", "hydra.launcher.qos=low"],
                       return_hydra_config=True)  # fmt: skip

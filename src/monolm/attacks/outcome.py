@@ -77,7 +77,7 @@ def measure(
     if objective.seq2seq:
         model: PreTrainedModel = objective.model
         with objective.inference():
-            from monolm.evaluation.generate import generate_from_ids
+            from monolm.models.generation import generate_from_ids
 
             texts = generate_from_ids(model, tokenizer, [*clean, *attacked], generation, progress)
         references = [e.reference for e in examples]

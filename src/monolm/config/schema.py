@@ -8,7 +8,9 @@ validated by the code that builds them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -55,7 +57,7 @@ class DatasetConfig:
     config_name: str | None = None
     revision: str | None = None
     data_files: Any = None  # {split: local file(s) or file(s) inside the hub repo}
-    bundled: str | None = None  # a dataset shipped with the package (monolm/data/bundled)
+    bundled: str | None = None  # a dataset shipped with the package; data_files, if set, win
     train_split: str = "train"
     validation_split: str | None = "validation"
     validation_fraction: float = 0.0  # without a validation split: hold out this share of train
@@ -164,9 +166,55 @@ def gpus_per_node(accelerator: str, devices: Any) -> int | None:
     return devices
 
 
+NAME_LIMIT = 80  # characters of a name inside a directory name
+
+
+def _safe_name(text: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", text)[:NAME_LIMIT]
+    return name if name.strip(".") else "_"
+
+
+def subject_name(*candidates: Any) -> str:
+    """`${subject_name:${run_dir},${model}}`: the first value set, as a short filesystem-safe name
+    for output directories: its last path component (a run dir's basename, a hub id's model name,
+    an option's name), characters other than [A-Za-z0-9._-] replaced by '_', at most 80."""
+    for value in candidates:
+        if value is None or not str(value).strip():
+            continue
+        text = str(value).strip().rstrip("/\\")
+        last = re.split(r"[/\\]", text)[-1] if text else ""
+        if last in ("", ".", ".."):
+            last = Path(str(value)).expanduser().resolve().name or "root"
+        return _safe_name(last)
+    return "unnamed"
+
+
+def attack_label(name: Any, mimic: Any = None) -> str:
+    """`${attack_label:${attack.name},${attack.mimic}}`: the attack's name; the random control
+    is named with the attack it mimics (random-hotflip, random-uat)."""
+    label = f"{name}-{mimic}" if str(name) == "random" and mimic else str(name)
+    return _safe_name(label)
+
+
+def conf_options(group: str, *exclude: str, _root_: Any) -> str:
+    """`${conf_options:<dir>[,<excluded option>...]}`: the options (YAML files) of a conf
+    directory, relative to the entry point's config dir, comma-separated; for the --help
+    templates (conf/hydra/help/train.yaml, ...), which list each entry point's own groups."""
+    sources = _root_.hydra.runtime.config_sources
+    main = next((s for s in sources if s.provider == "main" and s.schema == "file"), None)
+    if main is None:
+        return "?"
+    folder = Path(str(main.path)) / group
+    names = {p.stem for p in folder.glob("*.yaml")} - set(exclude)
+    return ", ".join(sorted(names))
+
+
 def register_configs() -> None:
     """Make `train_schema` available to the defaults list of conf/train.yaml, and the resolvers
     the configs use."""
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
     OmegaConf.register_new_resolver("by_family", by_family, replace=True)
     OmegaConf.register_new_resolver("gpus_per_node", gpus_per_node, replace=True)
+    OmegaConf.register_new_resolver("subject_name", subject_name, replace=True)
+    OmegaConf.register_new_resolver("attack_label", attack_label, replace=True)
+    OmegaConf.register_new_resolver("conf_options", conf_options, replace=True)

@@ -2,12 +2,20 @@
 
 Three sources share that one call: a hub dataset (`path`, `config_name`, `revision`, optionally
 `data_files` inside the hub repo), local files (`data_files` pointing at json/jsonl/parquet/csv on
-disk, whatever `path` says), and the datasets bundled with the package.
+disk, whatever `path` says), and the datasets bundled with the package (`bundled`).
+
+Which one: `data_files`, when set, wins. Local files replace the dataset's source, bundled or hub
+(so `dataset=tiny dataset.data_files={train: a.jsonl, validation: b.jsonl}` trains on those files,
+as evaluate's and attack's `data_files=` do); without a hub `path` (a bundled dataset) they must
+be local files, and one that does not exist is an error. Otherwise `bundled`, then `path`.
 """
 
 from __future__ import annotations
 
 import glob
+import logging
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +26,7 @@ from monolm.data.bundled import bundled_files
 from monolm.errors import UserError
 
 _BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+log = logging.getLogger(__name__)
 
 
 def _as_list(value: Any) -> list[str]:
@@ -40,22 +49,57 @@ def _looks_local(pattern: str) -> bool:
     return pattern.startswith(("/", ".", "~")) or Path(pattern).expanduser().exists()
 
 
+def _split_files(value: Any) -> dict[str, Any]:
+    """`data_files` as {split: file(s)}; a bare file or list of files is the train split (as in
+    `datasets.load_dataset`)."""
+    if value is None or (isinstance(value, str | Mapping | Sequence) and len(value) == 0):
+        return {}
+    if isinstance(value, str):
+        return {"train": value}
+    if isinstance(value, Mapping):
+        return {str(split): files for split, files in value.items()}
+    if isinstance(value, Sequence):
+        return {"train": list(value)}
+    raise UserError(
+        f"dataset.data_files={value!r}: give {{split: file(s)}}, e.g. "
+        "{train: train.jsonl, validation: validation.jsonl}"
+    )
+
+
+def _local_files(data_files: dict[str, Any]) -> dict[str, list[str]]:
+    resolved: dict[str, list[str]] = {}
+    for split, value in data_files.items():
+        paths = []
+        for pattern in _as_list(value):
+            matches = sorted(glob.glob(str(Path(pattern).expanduser())))
+            if not matches:
+                where = "" if Path(pattern).expanduser().is_absolute() else f", from {Path.cwd()}"
+                raise UserError(
+                    f"dataset.data_files.{split}: no file matches '{pattern}' (local "
+                    f"{'/'.join(s[1:] for s in _BUILDERS)} files or globs{where})"
+                )
+            paths.extend(matches)
+        resolved[split] = paths
+    return resolved
+
+
 def load_arguments(ds_cfg: Any) -> tuple[str, dict[str, Any]]:
-    """(path, kwargs) for `datasets.load_dataset`; checks local files exist first."""
+    """(path, kwargs) for `datasets.load_dataset`; checks local files exist first. `data_files`
+    wins over `bundled` and `path` (see the module docstring)."""
+    data_files = _split_files(ds_cfg.data_files)
+    patterns = [p for v in data_files.values() for p in _as_list(v)]
+    if data_files and (ds_cfg.bundled or not ds_cfg.path or all(_looks_local(p) for p in patterns)):
+        resolved = _local_files(data_files)
+        if ds_cfg.bundled:
+            log.info(
+                "dataset '%s': data_files %s replace the bundled '%s' data",
+                ds_cfg.name,
+                resolved,
+                ds_cfg.bundled,
+            )
+        return _builder_for([p for ps in resolved.values() for p in ps]), {"data_files": resolved}
     if ds_cfg.bundled:
         return "json", {"data_files": bundled_files(ds_cfg.bundled)}
-    data_files = dict(ds_cfg.data_files) if ds_cfg.data_files else None
-    if data_files and all(_looks_local(p) for v in data_files.values() for p in _as_list(v)):
-        resolved: dict[str, list[str]] = {}
-        for split, value in data_files.items():
-            paths = []
-            for pattern in _as_list(value):
-                matches = sorted(glob.glob(str(Path(pattern).expanduser())))
-                if not matches:
-                    raise UserError(f"dataset.data_files.{split}: no file matches '{pattern}'")
-                paths.extend(matches)
-            resolved[split] = paths
-        return _builder_for([p for ps in resolved.values() for p in ps]), {"data_files": resolved}
     if not ds_cfg.path:
         raise UserError(f"dataset '{ds_cfg.name}' sets none of path, data_files, bundled")
     kwargs: dict[str, Any] = {}
@@ -68,7 +112,29 @@ def load_arguments(ds_cfg: Any) -> tuple[str, dict[str, Any]]:
     return ds_cfg.path, kwargs
 
 
+def _check_local_split(path: str, kwargs: dict[str, Any], split: str, ds_cfg: Any) -> None:
+    """A split that local (or bundled) files do not have, named before `load_dataset` runs."""
+    files = kwargs.get("data_files")
+    if path not in _BUILDERS.values() or not isinstance(files, dict):
+        return
+    if not re.fullmatch(r"[\w-]+", split) or split in files:
+        return  # slices and sums (train[:10], train+validation) are left to `datasets`
+    if ds_cfg.data_files:
+        hint = (
+            f"add dataset.data_files.{split}=<file>, or set dataset.validation_split=null "
+            "dataset.validation_fraction=0.05 to hold out part of train"
+            if split == ds_cfg.validation_split
+            else f"add dataset.data_files.{split}=<file>"
+        )
+        raise UserError(
+            f"dataset.data_files has no '{split}' split (it has: {', '.join(files)}): {hint}"
+        )
+    raise UserError(f"dataset '{ds_cfg.name}' has no split '{split}' (its splits: "
+                    f"{', '.join(files)})")  # fmt: skip
+
+
 def load_split(path: str, kwargs: dict[str, Any], split: str, ds_cfg: Any) -> Dataset:
+    _check_local_split(path, kwargs, split, ds_cfg)
     try:
         return datasets.load_dataset(path, split=split, **kwargs)
     except ValueError as exc:
@@ -87,6 +153,9 @@ def _limit(ds: Dataset, limit: int | None) -> Dataset:
 def load_splits(ds_cfg: Any, seed: int) -> tuple[Dataset, Dataset]:
     """The raw (train, validation) datasets, limited and checked for the fields the task needs."""
     path, kwargs = load_arguments(ds_cfg)
+    for split in (ds_cfg.train_split, ds_cfg.validation_split):
+        if split:
+            _check_local_split(path, kwargs, split, ds_cfg)  # both, before either is loaded
     train = load_split(path, kwargs, ds_cfg.train_split, ds_cfg)
     if ds_cfg.validation_split:
         validation = load_split(path, kwargs, ds_cfg.validation_split, ds_cfg)

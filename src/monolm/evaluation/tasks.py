@@ -188,7 +188,7 @@ def scored_in_chunks(
 
 
 def run_summarization(task: PlannedTask, ctx: TaskContext, progress: Any) -> TaskResult:
-    from monolm.evaluation.generate import generate_summaries
+    from monolm.models.generation import generate_summaries
     from monolm.metrics.rouge import ROUGE_TYPES, rouge_per_example
 
     ds = task.dataset

@@ -5,7 +5,7 @@ lives here, above the subject loader; monolm/constraints/__main__.py only starts
   python -m monolm.constraints export RUN_DIR OUT_DIR [--checkpoint FILE]
 
 `verify` writes verification.json (guarantee record + Jacobian sampling and search) next to the
-model; `export` writes a plain Hugging Face directory (see monolm.constraints.export).
+model; `export` writes a plain Hugging Face directory (see monolm.tools.export).
 """
 
 from __future__ import annotations
