@@ -300,7 +300,11 @@ def load_subject(ref: SubjectRef, cache_dir: str, seed: int = 0) -> Subject:
         transform = build_constraint(ref.config.constraint)
         tokenizer = AutoTokenizer.from_pretrained(ref.run.tokenizer_dir)
         architecture = AutoConfig.from_pretrained(ref.run.model_config_dir)
-        model = AUTO_MODEL[ref.family].from_config(architecture, dtype=torch.float32)
+        if transform.strict_loading:  # the checkpoint holds every weight
+            model = AUTO_MODEL[ref.family].from_config(architecture, dtype=torch.float32)
+        else:  # it holds part of them: the rest are rebuilt exactly as training built them
+            torch.manual_seed(int(ref.config.seed))
+            model = load_model(ref.config.model, architecture)
         transform.apply(model, ref.config.model)
         _load_run_weights(ref, model, transform)
         source = {

@@ -39,8 +39,9 @@ class ModelTransform:
     name: ClassVar[str] = "none"
     # The transform's record in the run dir (`<record_name>.json`); None: it writes none.
     record_name: ClassVar[str | None] = None
-    # False: a checkpoint holds only part of the state dict (`checkpoint_state`), so loading one
-    # into a freshly built model must not require every key.
+    # False: a checkpoint holds only part of the state dict (`checkpoint_state`). Resuming and
+    # every later stage then rebuild the model exactly as training built it (the run's seed, its
+    # pretrained weights) and load the checkpoint over it, so the left-out tensors come back.
     strict_loading: ClassVar[bool] = True
 
     def __init__(self, settings: TransformSettings) -> None:

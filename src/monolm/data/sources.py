@@ -129,8 +129,9 @@ def _check_local_split(path: str, kwargs: dict[str, Any], split: str, ds_cfg: An
         raise UserError(
             f"dataset.data_files has no '{split}' split (it has: {', '.join(files)}): {hint}"
         )
-    raise UserError(f"dataset '{ds_cfg.name}' has no split '{split}' (its splits: "
-                    f"{', '.join(files)})")  # fmt: skip
+    raise UserError(
+        f"dataset '{ds_cfg.name}' has no split '{split}' (its splits: {', '.join(files)})"
+    )
 
 
 def load_split(path: str, kwargs: dict[str, Any], split: str, ds_cfg: Any) -> Dataset:

@@ -114,6 +114,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     that makes a user's mistake fail before model weights are read."""
     validate_train_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)  # Hydra makes it; a caller outside Hydra may not
     resume_from = resume_checkpoint(run_dir)
     constraint = build_constraint(cfg.constraint)
     loggers = instantiate_loggers(cfg)
