@@ -235,7 +235,9 @@ def test_the_same_seed_gives_the_same_attack(runs: dict[str, Path], tmp_path: Pa
     ("overrides", "fragments"),
     [
         (("attack=hotflp",), ("hotflp", "hotflip")),
-        (("attack.trigger.position=middle",), ("position=middle", "start")),
+        (("attack=uat", "attack.trigger.position=middle"), ("position=middle", "start")),
+        # A setting the chosen attack would ignore (HotFlip has no trigger) is refused.
+        (("attack.trigger.position=start",), ("attack.trigger", "valid: flip")),
         (("attack=random", "attack.mimic=hotflop"), ("mimic=hotflop", "hotflip")),
         (("attack=random", "attack.queries_from=/nonexistent"), ("/nonexistent", "attack.json")),
         (("attack.flip.budget=-1",), ("attack.flip.budget=-1", ">= 0")),
