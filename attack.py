@@ -13,8 +13,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from monolm.cli import run, user_errors_exit
 from monolm.attacks.config import register_attack_configs
+from monolm.cli import run, user_errors_exit
 from monolm.config.schema import register_configs
 
 register_configs()

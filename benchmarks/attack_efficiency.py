@@ -10,9 +10,11 @@ bundled tiny_lm validation texts), in one process:
    share = model_seconds / wall. Target: share >= 0.80.
 2. Candidates scored per second, (queries - gradient_queries) / wall, against a reference
    measured in the same run: the plain batched forward, `model(input_ids, attention_mask, ...)`
-   under `torch.inference_mode()`, sequences/s over the rows of the attack's largest scoring call
-   (recorded during the run), chunked like the objective (sorted by length, --batch-size rows
-   per batch), padded and on the device before the clock starts, no loss. `ratio` is the
+   inside `Objective.inference()` (the same context the attack's scoring runs in: eval and
+   inference mode, the transform's cached weights, the stage's autocast), sequences/s over the
+   rows of the attack's largest scoring call (recorded during the run), chunked like the
+   objective (sorted by length, --batch-size rows per batch), padded and on the device before
+   the clock starts, no loss. `ratio` is the
    attack's candidate rate over that reference; the gradient passes (one per beam and step) are
    charged to the attack, so it sits below the share. `scoring ratio` is the candidates per
    second of scoring model time (model_seconds minus the gradient calls' model seconds) over the
@@ -22,13 +24,17 @@ Each repeat runs the attack, then the reference; medians over repeats are printe
 and one JSON line. Run it on an idle machine: the figures are ratios, but OpenMP threads
 competing with other processes for a few cores distort them (`--threads 1` suffers least).
 `--profile` adds a cProfile of one run of each attack (top functions by own time).
+`--device` and `--precision` are attack.py's `device=` and `precision=`, mapped through
+`monolm.inference.Placement` (precision=auto: bf16 autocast on CUDA, fp32 on CPU). Causal LM
+examples are cut with attack.py's defaults (`ExampleSettings`: 128 context + 32 continuation
+tokens, at least 16 of context).
 `--gpu-sizes` (CUDA only) instead builds t5_small- and pythia_1.4b-sized models with random
 weights (the published shapes, or the config of a local copy named by `model.name_or_path=`)
 and records per-example HotFlip seconds (and the same figures) on random-token inputs (seq2seq
 256 input / 64 target tokens; causal 96 context + 32 continuation): no tokenizer, no download.
 
     python benchmarks/attack_efficiency.py [--models tiny_t5 tiny_pythia] [--examples 16]
-        [--repeats 3] [--batch-size 32] [--device cpu|cuda] [--autocast none|bf16]
+        [--repeats 3] [--batch-size 32] [--device auto|cpu|cuda] [--precision auto|32|bf16]
         [--constraint none|monotonic] [--threads N] [--profile] [--gpu-sizes] [overrides...]
 """
 
@@ -51,29 +57,57 @@ import torch
 from hydra import compose, initialize_config_dir
 from transformers import AutoConfig, PreTrainedModel
 
-from monolm.attacks.examples import AttackExample, causal_lm_example, pack, seq2seq_example
+from monolm.attacks.config import AttackRunConfig
+from monolm.attacks.examples import (
+    AttackExample,
+    ExampleSettings,
+    causal_lm_example,
+    pack,
+    seq2seq_example,
+)
 from monolm.attacks.hotflip import FlipSettings, flip_search
 from monolm.attacks.objective import IGNORE, Objective, Row
 from monolm.attacks.triggers import TriggerSettings, trigger_search
 from monolm.attacks.vocabulary import CandidateVocabulary, candidate_vocabulary
-from monolm.config.attack_schema import AttackRunConfig
 from monolm.config.schema import register_configs
 from monolm.constraints import build_constraint
 from monolm.data.bundled import bundled_files
+from monolm.inference import DEVICES, PRECISIONS, Placement
 from monolm.models.loading import load_model, load_model_config, load_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_SHARE = 0.80
 # Published shapes (used unless model.name_or_path= names a local copy); random init.
 GPU_SIZES: dict[str, dict[str, Any]] = {
-    "t5_small": dict(model_type="t5", d_model=512, d_ff=2048, d_kv=64, num_heads=8, num_layers=6,
-                     num_decoder_layers=6, feed_forward_proj="relu", vocab_size=32128,
-                     pad_token_id=0, eos_token_id=1, decoder_start_token_id=0),
-    "pythia_1.4b": dict(model_type="gpt_neox", hidden_size=2048, num_hidden_layers=24,
-                        num_attention_heads=16, intermediate_size=8192, rotary_pct=0.25,
-                        max_position_embeddings=2048, use_parallel_residual=True,
-                        vocab_size=50304, bos_token_id=0, eos_token_id=0, pad_token_id=0),
-}  # fmt: skip
+    "t5_small": dict(
+        model_type="t5",
+        d_model=512,
+        d_ff=2048,
+        d_kv=64,
+        num_heads=8,
+        num_layers=6,
+        num_decoder_layers=6,
+        feed_forward_proj="relu",
+        vocab_size=32128,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    ),
+    "pythia_1.4b": dict(
+        model_type="gpt_neox",
+        hidden_size=2048,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        intermediate_size=8192,
+        rotary_pct=0.25,
+        max_position_embeddings=2048,
+        use_parallel_residual=True,
+        vocab_size=50304,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
+    ),
+}
 REAL_VOCAB = {"t5_small": 32000, "pythia_1.4b": 50277}  # rows that are real, non-special tokens
 
 
@@ -114,8 +148,10 @@ def plain_batches(
         width = max(map(len, seqs))
         ids = torch.tensor([list(s) + [pad_id] * (width - len(s)) for s in seqs])
         mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
-        inputs: dict[str, torch.Tensor | int] = {"input_ids": ids.to(device),
-                                                  "attention_mask": mask.to(device)}  # fmt: skip
+        inputs: dict[str, torch.Tensor | int] = {
+            "input_ids": ids.to(device),
+            "attention_mask": mask.to(device),
+        }
         if model.config.is_encoder_decoder:
             t = max(len(r[1]) for r in chunk)
             labels = torch.tensor([list(r[1]) + [IGNORE] * (t - len(r[1])) for r in chunk])
@@ -131,15 +167,20 @@ def reference_rate(model: PreTrainedModel, objective: Objective, batches: list[d
     """Sequences/s of the raw batched forward (no loss, no attack machinery)."""
     sync(objective.device)
     start = time.perf_counter()
-    with torch.inference_mode(), objective.constraint.cached_weights(), objective.autocast():
+    with objective.inference():  # the context Objective.losses scores in
         for inputs in batches:
             model(**inputs, use_cache=False).logits  # noqa: B018
     sync(objective.device)
     return sum(len(b["input_ids"]) for b in batches) / (time.perf_counter() - start)
 
 
-def run_attack(kind: str, objective: RecordingObjective, examples: list[AttackExample],
-               vocab: CandidateVocabulary, initial: int) -> dict[str, float]:  # fmt: skip
+def run_attack(
+    kind: str,
+    objective: RecordingObjective,
+    examples: list[AttackExample],
+    vocab: CandidateVocabulary,
+    initial: int,
+) -> dict[str, float]:
     sync(objective.device)
     start = time.perf_counter()
     if kind == "hotflip":
@@ -151,11 +192,16 @@ def run_attack(kind: str, objective: RecordingObjective, examples: list[AttackEx
     wall = time.perf_counter() - start
     candidates = objective.queries - objective.gradient_queries
     scoring = objective.model_seconds - objective.gradient_seconds
-    return {"wall_s": wall, "model_s": objective.model_seconds,
-            "share": objective.model_seconds / wall, "gradient_s": objective.gradient_seconds,
-            "candidates": candidates, "gradient_rows": objective.gradient_queries,
-            "candidates_per_s": candidates / wall,
-            "candidates_per_scoring_s": candidates / scoring}  # fmt: skip
+    return {
+        "wall_s": wall,
+        "model_s": objective.model_seconds,
+        "share": objective.model_seconds / wall,
+        "gradient_s": objective.gradient_seconds,
+        "candidates": candidates,
+        "gradient_rows": objective.gradient_queries,
+        "candidates_per_s": candidates / wall,
+        "candidates_per_scoring_s": candidates / scoring,
+    }
 
 
 def tiny_examples(cfg: Any, tokenizer: Any, n: int) -> list[AttackExample]:
@@ -164,14 +210,28 @@ def tiny_examples(cfg: Any, tokenizer: Any, n: int) -> list[AttackExample]:
         rows = [json.loads(line) for line in handle]
     for i, row in enumerate(rows):
         if cfg.model.family == "seq2seq":
-            examples.append(seq2seq_example(
-                tokenizer, i, row[ds.source_field], row[ds.target_field], ds.source_prefix,
-                ds.max_length, ds.max_target_length))  # fmt: skip
+            examples.append(
+                seq2seq_example(
+                    tokenizer,
+                    i,
+                    row[ds.source_field],
+                    row[ds.target_field],
+                    ds.source_prefix,
+                    ds.max_length,
+                    ds.max_target_length,
+                )
+            )
         else:
-            d = AttackRunConfig
-            example = causal_lm_example(tokenizer, i, row[ds.text_field], d.context_tokens,
-                                        d.continuation_tokens, d.min_context_tokens,
-                                        ds.max_length)  # fmt: skip
+            d = ExampleSettings()  # attack.py's defaults
+            example = causal_lm_example(
+                tokenizer,
+                i,
+                row[ds.text_field],
+                d.context_tokens,
+                d.continuation_tokens,
+                d.min_context_tokens,
+                ds.max_length,
+            )
             examples += [example] if example else []
         if len(examples) == n:
             break
@@ -187,22 +247,30 @@ def random_examples(
         return tuple(ids[torch.randint(len(ids), (k,), generator=gen)].tolist())
 
     if seq2seq:  # "summarize:" stand-in, body, </s>; target + </s>
-        return [AttackExample(i, draw(3), draw(252), (1,), (*draw(63), 1), "", 256, "head")
-                for i in range(n)]  # fmt: skip
+        return [
+            AttackExample(i, draw(3), draw(252), (1,), (*draw(63), 1), "", 256, "head")
+            for i in range(n)
+        ]
     return [AttackExample(i, (), draw(96), (), draw(32), "", 96, "tail") for i in range(n)]
 
 
 def measure(
-    name: str, model: PreTrainedModel, constraint: Any, pad_id: int,
-    examples: list[AttackExample], vocab: CandidateVocabulary, initial: int,
-    args: argparse.Namespace, kinds: Sequence[str],
-) -> list[dict[str, Any]]:  # fmt: skip
+    name: str,
+    model: PreTrainedModel,
+    transform: Any,
+    pad_id: int,
+    examples: list[AttackExample],
+    vocab: CandidateVocabulary,
+    initial: int,
+    args: argparse.Namespace,
+    kinds: Sequence[str],
+) -> list[dict[str, Any]]:
     """Per attack, each repeat: the attack (recording its scoring calls), then the reference on
     the rows of its largest scoring call. Medians over repeats."""
-    dtype = torch.bfloat16 if args.autocast == "bf16" else None
+    dtype = args.placement.autocast_dtype
 
     def make() -> RecordingObjective:
-        return RecordingObjective(model, constraint, pad_id, args.batch_size, dtype)
+        return RecordingObjective(model, transform, pad_id, args.batch_size, dtype)
 
     clean = [(pack(e).ids, e.target) for e in examples]
     warm = make()  # untimed: CUDA/cuBLAS init, allocator
@@ -223,15 +291,19 @@ def measure(
             print(f"--- cProfile: {name} {kind} (top 15 by own time)")
             pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
         row = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-        row.update(model=name, attack=kind, examples=len(examples),
-                   ref_seq_per_s=statistics.median(refs))  # fmt: skip
+        row.update(
+            model=name, attack=kind, examples=len(examples), ref_seq_per_s=statistics.median(refs)
+        )
         row["ratio_to_reference"] = row["candidates_per_s"] / row["ref_seq_per_s"]
         row["scoring_ratio"] = row["candidates_per_scoring_s"] / row["ref_seq_per_s"]
         row["per_example_s"] = row["wall_s"] / len(examples)
         row["target_met"] = row["share"] >= TARGET_SHARE
         out.append(row)
-        print(f"{name} {kind}: share {row['share']:.3f}  cand/s {row['candidates_per_s']:,.0f}  "
-              f"ref seq/s {row['ref_seq_per_s']:,.0f}", flush=True)  # fmt: skip
+        print(
+            f"{name} {kind}: share {row['share']:.3f}  cand/s {row['candidates_per_s']:,.0f}  "
+            f"ref seq/s {row['ref_seq_per_s']:,.0f}",
+            flush=True,
+        )
     return out
 
 
@@ -241,42 +313,56 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=AttackRunConfig.batch_size)
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--autocast", choices=["none", "bf16"], default=None,
-                        help="default: bf16 on cuda, none on cpu")  # fmt: skip
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="attack.py's device=")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="attack.py's precision=: auto is bf16 autocast on cuda, fp32 on cpu",
+    )
     parser.add_argument("--constraint", choices=["none", "monotonic"], default="none")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--gpu-sizes", action="store_true")
     parser.add_argument("overrides", nargs="*", help="train.py config overrides")
     args = parser.parse_args()
-    args.autocast = args.autocast or ("bf16" if args.device == "cuda" else "none")
-    if args.gpu_sizes and not (args.device == "cuda" and torch.cuda.is_available()):
-        raise SystemExit("--gpu-sizes needs CUDA: run with --device cuda on a GPU machine")
+    args.placement = Placement(args.device, args.precision)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda but no CUDA device is visible")
-    device = torch.device(args.device)
+    device = args.placement.torch_device
+    if args.gpu_sizes and device.type != "cuda":
+        raise SystemExit("--gpu-sizes needs CUDA: run with --device cuda on a GPU machine")
     if args.threads:
         torch.set_num_threads(args.threads)
     register_configs()
     rows: list[dict] = []
     for name in GPU_SIZES if args.gpu_sizes else args.models:
         with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-            cfg = compose("train", overrides=[
-                f"model={name}", f"constraint={args.constraint}",
-                f"paths.output_dir={tempfile.mkdtemp()}", *args.overrides])  # fmt: skip
+            cfg = compose(
+                "train",
+                overrides=[
+                    f"model={name}",
+                    f"constraint={args.constraint}",
+                    f"paths.output_dir={tempfile.mkdtemp()}",
+                    *args.overrides,
+                ],
+            )
         L.seed_everything(cfg.seed, verbose=False)
         if args.gpu_sizes:
             local = Path(str(cfg.model.name_or_path)).expanduser().is_dir()
-            config = (load_model_config(cfg.model, None) if local
-                      else AutoConfig.for_model(**GPU_SIZES[name]))  # fmt: skip
+            config = (
+                load_model_config(cfg.model, None)
+                if local
+                else AutoConfig.for_model(**GPU_SIZES[name])
+            )
             cfg.model.pretrained = False
             model = load_model(cfg.model, config)
             mask = torch.zeros(model.get_input_embeddings().weight.shape[0], dtype=torch.bool)
             mask[2 : REAL_VOCAB[name]] = True
             vocab, pad_id = CandidateVocabulary(mask, {}), int(config.pad_token_id or 0)
-            examples = random_examples(config.is_encoder_decoder, vocab, args.examples,
-                                       torch.Generator().manual_seed(0))  # fmt: skip
+            examples = random_examples(
+                config.is_encoder_decoder, vocab, args.examples, torch.Generator().manual_seed(0)
+            )
             initial = int(vocab.ids[0])
         else:
             tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
@@ -285,14 +371,15 @@ def main() -> None:
             pad_id, examples = tokenizer.pad_token_id, tiny_examples(cfg, tokenizer, args.examples)
             the = tokenizer(" the", add_special_tokens=False)["input_ids"]
             initial = the[0] if len(the) == 1 and vocab.mask[the[0]] else int(vocab.ids[0])
-        constraint = build_constraint(cfg.constraint)
-        constraint.apply(model, cfg.model)
+        transform = build_constraint(cfg.constraint)
+        transform.apply(model, cfg.model)
         model.to(device).eval()
         kinds = ("hotflip",) if args.gpu_sizes else ("hotflip", "uat")
-        rows += measure(name, model, constraint, pad_id, examples, vocab, initial, args, kinds)
+        rows += measure(name, model, transform, pad_id, examples, vocab, initial, args, kinds)
         del model
     print(
-        f"device={args.device} autocast={args.autocast} constraint={args.constraint} "
+        f"device={device} precision={args.precision} autocast={args.placement.autocast_dtype} "
+        f"constraint={args.constraint} "
         f"batch={args.batch_size} repeats={args.repeats} threads={torch.get_num_threads()} "
         f"(medians; target share >= {TARGET_SHARE})"
     )
@@ -308,7 +395,16 @@ def main() -> None:
             f"| {r['candidates']:.0f} | {r['candidates_per_s']:,.0f} | {r['ref_seq_per_s']:,.0f} "
             f"| {r['ratio_to_reference']:.3f} | {r['scoring_ratio']:.3f} |"
         )
-    print(json.dumps({"device": args.device, "autocast": args.autocast, "results": rows}))
+    print(
+        json.dumps(
+            {
+                "device": str(device),
+                "precision": args.precision,
+                "autocast": str(args.placement.autocast_dtype),
+                "results": rows,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

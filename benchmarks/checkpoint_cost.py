@@ -94,12 +94,20 @@ def timed(fn: Any, *args: Any, **kwargs: Any) -> float:
 def measure_model(model: str, root: Path, repeats: int) -> dict[str, Any]:
     run_dir = Path(tempfile.mkdtemp(dir=root, prefix=f"{model}-"))
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[
-            f"model={model}", "trainer.max_steps=2", "trainer.val_check_interval=null",
-            "trainer.limit_val_batches=0", "trainer.enable_progress_bar=false",
-            "trainer.enable_model_summary=false", "callbacks.checkpoint_every_n_steps=1000000",
-            "data.batch_size=4", f"paths.output_dir={run_dir}",
-        ])  # fmt: skip
+        cfg = compose(
+            "train",
+            overrides=[
+                f"model={model}",
+                "trainer.max_steps=2",
+                "trainer.val_check_interval=null",
+                "trainer.limit_val_batches=0",
+                "trainer.enable_progress_bar=false",
+                "trainer.enable_model_summary=false",
+                "callbacks.checkpoint_every_n_steps=1000000",
+                "data.batch_size=4",
+                f"paths.output_dir={run_dir}",
+            ],
+        )
     setup = prepare(cfg)
     trainer = setup.trainer
     trainer.fit(setup.module, datamodule=setup.datamodule)
@@ -122,12 +130,18 @@ def measure_model(model: str, root: Path, repeats: int) -> dict[str, Any]:
     size = path.stat().st_size
     mb = size / MB
     return {
-        "model": model, "params": n_params, "mb": mb, "bytes_per_param": size / n_params,
+        "model": model,
+        "params": n_params,
+        "mb": mb,
+        "bytes_per_param": size / n_params,
         "optimizer_states": len(checkpoint.get("optimizer_states", [])),
-        "files_per_save": files_per_save, **{f"{k}_s": v for k, v in med.items()},
-        "save_mb_s": mb / med["save"], "save_fsync_mb_s": mb / (med["save"] + med["fsync"]),
-        "load_mb_s": mb / med["load"], "serialise_mb_s": mb / med["serialise"],
-    }  # fmt: skip
+        "files_per_save": files_per_save,
+        **{f"{k}_s": v for k, v in med.items()},
+        "save_mb_s": mb / med["save"],
+        "save_fsync_mb_s": mb / (med["save"] + med["fsync"]),
+        "load_mb_s": mb / med["load"],
+        "serialise_mb_s": mb / med["serialise"],
+    }
 
 
 def probe_disk(root: Path, probe_mb: int, repeats: int, chunk: int = 16 * 2**20) -> list[float]:
@@ -203,9 +217,15 @@ def main() -> None:
         save_s, load_s = files * one, mb / read_mb_s
         delay = 30 * math.ceil(args.margin * (save_s + args.step_seconds) / 30)
         computed.append(
-            {"model": name, "params": n_params, "gb": mb / 1e3, "save_s": save_s,
-             "load_s": load_s, "signal_delay_s": delay}
-        )  # fmt: skip
+            {
+                "model": name,
+                "params": n_params,
+                "gb": mb / 1e3,
+                "save_s": save_s,
+                "load_s": load_s,
+                "signal_delay_s": delay,
+            }
+        )
         print(
             f"| {name} | {n_params:,} | {mb / 1e3:.1f} | {one:.1f} | {save_s:.1f} | {load_s:.1f} "
             f"| {delay} |"

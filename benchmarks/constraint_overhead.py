@@ -188,15 +188,25 @@ def run_model(model: str, args: argparse.Namespace, overrides: list[str], run_di
     constrained = [o for o in overrides if o.lstrip("+~").startswith("constraint.")]
     total_steps = args.repeats * (args.warmup + args.steps)  # the lr schedule's horizon
     base = [
-        f"model={model}", f"trainer.max_steps={total_steps}", "logger=csv",
-        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", *shared,
-    ]  # fmt: skip
+        f"model={model}",
+        f"trainer.max_steps={total_steps}",
+        "logger=csv",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        *shared,
+    ]
     arms: dict[str, Arm] = {}
     for name, extra in (
         ("none", ["constraint=none"]),
-        ("monotonic", ["constraint=monotonic",
-                       f"constraint.parametrization={args.parametrization}", *constrained]),
-    ):  # fmt: skip
+        (
+            "monotonic",
+            [
+                "constraint=monotonic",
+                f"constraint.parametrization={args.parametrization}",
+                *constrained,
+            ],
+        ),
+    ):
         cfg = compose_cfg([*base, *extra])
         cfg.paths.output_dir = str(Path(run_dir) / f"{model}-{name}")
         accelerator = str(cfg.trainer.accelerator)
@@ -277,9 +287,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before them")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
-        "--infer-batch", type=int, nargs="+", default=None,
+        "--infer-batch",
+        type=int,
+        nargs="+",
+        default=None,
         help="inference batch sizes (default: 1 and data.eval_batch_size)",
-    )  # fmt: skip
+    )
     parser.add_argument("--infer-rows", type=int, default=128, help="validation rows per pass")
     parser.add_argument("--infer-repeats", type=int, default=7)
     parser.add_argument(

@@ -3,39 +3,52 @@
 Both score every token of the same documents with the same model and the same lm-eval rolling
 windows (disjoint windows of --max-length, the first token predicted from the prefix token):
 
-- evaluator: `monolm.metrics.likelihood.document_loglikelihoods`, all windows of all documents
-  batched together, longest first;
-- direct: one document at a time, one window at a time, `model(input_ids).logits` ->
-  `log_softmax` -> `gather`, under `torch.inference_mode()`.
+- evaluator: the path `evaluate.py` takes for a perplexity task. The model is loaded as a
+  `Subject` (`resolve_model` + `load_subject`, moved to the `Placement`'s device), a real
+  `TaskContext.of(subject, cfg, placement.autocast_dtype)` is built from the composed
+  evaluate config, and `monolm.metrics.likelihood.document_loglikelihoods` (all windows of all
+  documents batched together, longest first) runs inside `ctx.inference()`, the one inference
+  context (eval mode, inference mode, the transform's cached weights, the stage's autocast);
+- direct (the reference): one document at a time, one window at a time,
+  `model(input_ids).logits` -> `log_softmax` -> `gather`, under `torch.inference_mode()` and a
+  plain `torch.autocast` at the same dtype.
+
+`--device` and `--precision` are evaluate.py's `device=` and `precision=`, mapped through
+`monolm.inference.Placement`: precision=auto is bf16 autocast on CUDA and fp32 on CPU.
 
 The two must agree on the total log-likelihood (checked before timing). They run alternately in
 one process; the median tokens/s of each and their ratio are printed. Target: ratio >= 1.0 on
 CPU (batching should win); on GPU it should win by much more. Default: tiny_pythia on the
-bundled tiny_lm validation texts; Hydra overrides select another model
-(e.g. `model=pythia_160m`, or `model.architecture.num_hidden_layers=8`).
+bundled tiny_lm validation texts. Overrides are evaluate.py's (`model=<conf/model option,
+local directory or hub id>`, ...), plus `model.<key>=<value>` applied to the model option's
+config before it loads (e.g. `model=pythia_1.4b model.pretrained=false`, or
+`model.architecture.num_hidden_layers=8`).
 
     python benchmarks/eval_throughput.py [--max-length 128] [--batch-size 16] [--repeats 5]
-        [--device cpu|cuda] [--autocast none|bf16] [overrides...]
+        [--device auto|cpu|cuda] [--precision auto|32|bf16] [overrides...]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
+from monolm.config.eval_schema import register_evaluate_configs
 from monolm.config.schema import register_configs
 from monolm.data.bundled import bundled_files
+from monolm.evaluation.tasks import TaskContext
+from monolm.inference import DEVICES, PRECISIONS, placement_of
 from monolm.metrics.likelihood import document_loglikelihoods, prefix_token_id
-from monolm.models.loading import load_model, load_model_config, load_tokenizer
+from monolm.subjects import load_subject, resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,9 +73,16 @@ def direct_loglikelihood(model, token_lists, prefix: int, max_length: int, autoc
     return total
 
 
-def timed(fn) -> tuple[float, float]:
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device) -> tuple[float, float]:
+    sync(device)
     start = time.perf_counter()
     value = fn()
+    sync(device)
     return value, time.perf_counter() - start
 
 
@@ -71,24 +91,48 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--autocast", choices=["none", "bf16"], default=None,
-                        help="default: bf16 on cuda, none on cpu")  # fmt: skip
-    parser.add_argument("overrides", nargs="*", help="train.py config overrides")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="evaluate.py's device=")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="evaluate.py's precision=: auto is bf16 autocast on cuda, fp32 on cpu",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="evaluate.py overrides (model=...), and model.<key>=<value> for the model option",
+    )
     args = parser.parse_args()
-    autocast_name = args.autocast or ("bf16" if args.device.startswith("cuda") else "none")
-    dtype = torch.bfloat16 if autocast_name == "bf16" else None
+    model_overrides = [o.removeprefix("model.") for o in args.overrides if o.startswith("model.")]
+    overrides = [o for o in args.overrides if not o.startswith("model.")]
+    if not any(o.startswith("model=") for o in overrides):
+        overrides.insert(0, "model=tiny_pythia")
 
     register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    register_evaluate_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf" / "evaluate"), version_base="1.3"):
         cfg = compose(
-            "train",
-            overrides=["model=tiny_pythia", f"paths.output_dir={tempfile.mkdtemp()}",
-                       *args.overrides],
-        )  # fmt: skip
-    tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
-    L.seed_everything(cfg.seed, verbose=False)
-    model = load_model(cfg.model, load_model_config(cfg.model, tokenizer)).to(args.device).eval()
+            "evaluate",
+            overrides=[
+                f"device={args.device}",
+                f"precision={args.precision}",
+                f"batch_size={args.batch_size}",
+                f"perplexity.max_length={args.max_length}",
+                *overrides,
+            ],
+        )
+    # evaluate.py's own steps (monolm.evaluation.run.evaluate): placement, subject, context.
+    placement = placement_of(cfg)
+    ref = resolve_model(REPO / "conf", str(cfg.model))
+    if model_overrides:
+        model_cfg = OmegaConf.merge(ref.model_cfg, OmegaConf.from_dotlist(model_overrides))
+        ref = dataclasses.replace(ref, model_cfg=model_cfg)
+    subject = load_subject(ref, cfg.paths.cache_dir, int(cfg.seed))
+    subject.model.to(placement.torch_device)
+    ctx = TaskContext.of(subject, cfg, placement.autocast_dtype)
+    model, tokenizer, device = subject.model, subject.tokenizer, placement.torch_device
+    dtype, max_length = placement.autocast_dtype, int(ctx.perplexity.max_length)
 
     with open(bundled_files("tiny_lm")["validation"], encoding="utf-8") as handle:
         texts = [json.loads(line)["text"] for line in handle]
@@ -97,16 +141,15 @@ def main() -> None:
     prefix = prefix_token_id(tokenizer)
 
     def autocast():
-        return torch.autocast(torch.device(args.device).type, dtype=dtype, enabled=bool(dtype))
+        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
     def evaluator() -> float:
-        scores = document_loglikelihoods(
-            model, tokenizer, texts, args.max_length, args.batch_size, autocast_dtype=dtype
-        )
+        with ctx.inference():  # as run_perplexity does
+            scores = document_loglikelihoods(model, tokenizer, texts, max_length, ctx.batch_size)
         return sum(s.loglikelihood for s in scores)
 
     def direct() -> float:
-        return direct_loglikelihood(model, token_lists, prefix, args.max_length, autocast)
+        return direct_loglikelihood(model, token_lists, prefix, max_length, autocast)
 
     ours, theirs = evaluator(), direct()  # warm-up, and the agreement check
     tolerance = 1e-5 if dtype is None else 1e-2
@@ -118,9 +161,7 @@ def main() -> None:
     rates: dict[str, list[float]] = {"evaluator": [], "direct": []}
     for repeat in range(args.repeats):
         for name, fn in (("evaluator", evaluator), ("direct", direct)):
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            _, seconds = timed(fn)
+            _, seconds = timed(fn, device)
             rates[name].append(n_tokens / seconds)
         print(
             f"repeat {repeat}: direct {rates['direct'][-1]:,.0f} tok/s  "
@@ -129,11 +170,13 @@ def main() -> None:
         )
     evaluator_rate = statistics.median(rates["evaluator"])
     direct_rate = statistics.median(rates["direct"])
+    ratios = [e / d for e, d in zip(rates["evaluator"], rates["direct"], strict=True)]
     print(
-        f"model={cfg.model.name} docs={len(texts)} tokens={n_tokens} max_length={args.max_length} "
-        f"batch={args.batch_size} device={args.device} autocast={autocast_name} "
-        f"threads={torch.get_num_threads()}"
+        f"model={subject.model_cfg.name} docs={len(texts)} tokens={n_tokens} "
+        f"max_length={max_length} batch={ctx.batch_size} device={device} "
+        f"precision={placement.precision} autocast={dtype} threads={torch.get_num_threads()}"
     )
+    print(f"per-repeat ratios: {' '.join(f'{r:.2f}' for r in ratios)}")
     print(
         f"median tok/s: direct {direct_rate:,.0f}  evaluator {evaluator_rate:,.0f}  "
         f"ratio {evaluator_rate / direct_rate:.2f}  (target >= 1.0)"

@@ -66,9 +66,11 @@ def plain_tokens_per_s(cfg, model_config, datamodule, warmup: int) -> float:
     groups = build_param_groups(model, cfg.optim.weight_decay, [])
     optimizer = AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
     schedule = WarmupDecay(
-        cfg.trainer.max_steps, round(cfg.optim.warmup_ratio * cfg.trainer.max_steps),
-        cfg.optim.schedule, cfg.optim.min_lr_ratio,
-    )  # fmt: skip
+        cfg.trainer.max_steps,
+        round(cfg.optim.warmup_ratio * cfg.trainer.max_steps),
+        cfg.optim.schedule,
+        cfg.optim.min_lr_ratio,
+    )
     scheduler = LambdaLR(optimizer, schedule)
     batches = iter(datamodule.train_dataloader())
     start = 0.0
@@ -99,12 +101,16 @@ def main() -> None:
         cfg = compose(
             "train",
             overrides=[
-                f"trainer.max_steps={args.steps}", "trainer.limit_val_batches=0",
-                "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-                "callbacks.checkpoint_every_n_steps=1000000", "logger=csv",
-                f"paths.output_dir={tempfile.mkdtemp()}", *args.overrides,
+                f"trainer.max_steps={args.steps}",
+                "trainer.limit_val_batches=0",
+                "trainer.enable_progress_bar=false",
+                "trainer.enable_model_summary=false",
+                "callbacks.checkpoint_every_n_steps=1000000",
+                "logger=csv",
+                f"paths.output_dir={tempfile.mkdtemp()}",
+                *args.overrides,
             ],
-        )  # fmt: skip
+        )
     tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
     model_config = load_model_config(cfg.model, tokenizer)
     datamodule = TextDataModule(cfg.dataset, cfg.data, tokenizer, cfg.seed)

@@ -8,8 +8,8 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
 from monolm.cli import describe
-from monolm.training.validate import FAMILY_TASKS, validate_max_length, validate_train_config
 from monolm.errors import UserError
+from monolm.training.validate import FAMILY_TASKS, validate_max_length, validate_train_config
 from tests.helpers import CONF, compose_train
 
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))

@@ -10,10 +10,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from monolm.constraints.base import materialised_state_dict
-from monolm.run_dir import EXPORT_RECORD
-from monolm.tools.export import export_run
 from monolm.errors import UserError
+from monolm.run_dir import EXPORT_RECORD
 from monolm.subjects import load_run
+from monolm.tools.export import export_run
 from tests.helpers import FAST, run_script
 
 pytestmark = pytest.mark.slow

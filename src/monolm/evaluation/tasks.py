@@ -188,8 +188,8 @@ def scored_in_chunks(
 
 
 def run_summarization(task: PlannedTask, ctx: TaskContext, progress: Any) -> TaskResult:
-    from monolm.models.generation import generate_summaries
     from monolm.metrics.rouge import ROUGE_TYPES, rouge_per_example
+    from monolm.models.generation import generate_summaries
 
     ds = task.dataset
     rows = _rows(task, ctx.subject.seed)
