@@ -42,8 +42,12 @@ def test_every_model_and_dataset_composes(model: str, dataset: str) -> None:
     cfg = compose_train(f"model={model}", f"dataset={dataset}", OUT)
     assert cfg.model.name == model
     assert cfg.dataset.name == dataset or dataset == "tiny"
-    if FAMILY_TASKS[cfg.model.family] == cfg.dataset.task:
+    evaluation_only = cfg.dataset.train_split == cfg.dataset.validation_split  # e.g. lambada
+    if FAMILY_TASKS[cfg.model.family] == cfg.dataset.task and not evaluation_only:
         validate_train_config(cfg)
+    elif FAMILY_TASKS[cfg.model.family] == cfg.dataset.task:
+        with pytest.raises(UserError, match="validated on the data it trains on"):
+            validate_train_config(cfg)
     else:
         with pytest.raises(UserError, match=cfg.dataset.task):  # e.g. hellaswag: eval only
             validate_train_config(cfg)
@@ -127,6 +131,7 @@ def test_typos_and_wrong_types_fail_at_composition_in_one_line(override: str, me
         ("trainer.accumulate_grad_batches=0", "accumulate_grad_batches=0"),
         ("+model.hidden=3", "unknown config key 'model.hidden'"),
         ("model.family=causa", "did you mean 'causal'"),
+        ("dataset=lambada", "train_split=test is also its validation_split"),
     ],
 )
 def test_impossible_values_are_named(override: str, fragment: str) -> None:

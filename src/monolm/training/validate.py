@@ -62,6 +62,12 @@ def validate_train_config(cfg: Any) -> None:
     _require(data.batch_size >= 1, f"data.batch_size={data.batch_size} must be >= 1")
     _require(data.eval_batch_size >= 1, f"data.eval_batch_size={data.eval_batch_size} must be >= 1")
     _require(data.num_workers >= 0, f"data.num_workers={data.num_workers} must be >= 0")
+    _require(
+        ds.train_split != ds.validation_split,
+        f"dataset '{ds.name}': train_split={ds.train_split} is also its validation_split, so the "
+        "run would be validated on the data it trains on (an evaluation set, e.g. lambada, is "
+        "for evaluate.py): set dataset.validation_split=null dataset.validation_fraction=0.05",
+    )
     _require(ds.max_length >= 2, f"dataset.max_length={ds.max_length} must be >= 2")
     _require(
         ds.max_target_length >= 1, f"dataset.max_target_length={ds.max_target_length} must be >= 1"
