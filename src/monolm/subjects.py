@@ -324,5 +324,6 @@ def load_subject(ref: SubjectRef, cache_dir: str, seed: int = 0) -> Subject:
 
 def load_run(run_dir: str | Path, checkpoint: str | None = None) -> Subject:
     """A training run's trained model (its `checkpoints/last.ckpt` unless `checkpoint` names
-    another file): the loader evaluate and attack use, for notebooks and tests."""
-    return load_subject(resolve_run(RunDir(Path(run_dir)), checkpoint), cache_dir=".cache")
+    another file): the loader evaluate and attack use, for notebooks and tests. (A run brings
+    its own tokenizer, so no tokenizer cache is read.)"""
+    return load_subject(resolve_run(RunDir(Path(run_dir)), checkpoint), cache_dir="")

@@ -76,7 +76,7 @@ def _subject(path: Path, checkpoint: Path | None) -> Subject:
             f"'{path}' is neither a training run dir ({RUN_RECORD}) nor an exported model "
             f"({EXPORT_RECORD})"
         )
-    return load_subject(ref, cache_dir=str(path))
+    return load_subject(ref, cache_dir="")  # runs and exports bring their own tokenizer
 
 
 def verify(args: argparse.Namespace) -> Path:
