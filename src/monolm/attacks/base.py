@@ -49,15 +49,6 @@ class AttackSettings:
                 raise UserError(f"attack.{key}={getattr(self, key)} must be >= 0")
 
 
-def at_least(prefix: str, settings: object, keys: tuple[str, ...], low: int) -> None:
-    """UserError unless each `settings.<key>` is >= `low` (names it as `<prefix>.<key>`)."""
-    for key in keys:
-        value = getattr(settings, key)
-        if value is not None and not value >= low:
-            name = f"{prefix}.{key}" if prefix else key
-            raise UserError(f"{name}={value} must be >= {low}")
-
-
 @dataclass(frozen=True)
 class AttackPlan:
     """One subject's attack, as planned before any weights load."""

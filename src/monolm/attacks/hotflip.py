@@ -26,12 +26,12 @@ from monolm.attacks.base import (
     AttackRun,
     AttackSettings,
     Search,
-    at_least,
 )
 from monolm.attacks.examples import AttackExample, Packed, pack
 from monolm.attacks.first_order import blocked, first_order_scores
 from monolm.attacks.objective import Objective
 from monolm.attacks.vocabulary import CandidateVocabulary
+from monolm.config.typed import at_least
 from monolm.errors import UserError
 from monolm.run_dir import ATTACK_EXAMPLES
 

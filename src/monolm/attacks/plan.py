@@ -12,7 +12,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from monolm.attacks.base import Attack, AttackPlan, AttackSettings, at_least
+from monolm.attacks.base import Attack, AttackPlan, AttackSettings
+from monolm.config.eval_schema import check_measurement_settings
+from monolm.config.typed import at_least
 from monolm.data.tokenize import tokenizer_fingerprint
 from monolm.errors import UserError
 from monolm.subjects import (
@@ -25,7 +27,6 @@ from monolm.subjects import (
 )
 
 _AT_LEAST_ONE = (
-    "batch_size",
     "max_examples",
     "context_tokens",
     "continuation_tokens",
@@ -35,11 +36,8 @@ _AT_LEAST_ONE = (
 
 def check_run_settings(cfg: DictConfig) -> None:
     """The attack.py keys outside `attack.`: ranges, before anything is resolved."""
+    check_measurement_settings(cfg)
     at_least("", cfg, _AT_LEAST_ONE, 1)
-    at_least("generation", cfg.generation, ("batch_size", "num_beams"), 1)
-    at_least("bootstrap", cfg.bootstrap, ("resamples",), 1)
-    if not 0 < cfg.bootstrap.confidence < 1:
-        raise UserError(f"bootstrap.confidence={cfg.bootstrap.confidence} must be in (0, 1)")
 
 
 def _dataset(cfg: DictConfig, conf_dir: Path, family: str, own: DictConfig | None) -> DictConfig:

@@ -29,12 +29,12 @@ from monolm.attacks.base import (
     AttackRun,
     AttackSettings,
     Search,
-    at_least,
 )
 from monolm.attacks.examples import POSITIONS, AttackExample, build_examples, pack
 from monolm.attacks.first_order import blocked, first_order_scores
 from monolm.attacks.objective import Objective
 from monolm.attacks.vocabulary import CandidateVocabulary, round_trip_failures, special_ids
+from monolm.config.typed import at_least
 from monolm.data.sources import split_rows
 from monolm.errors import UserError
 from monolm.run_dir import TRIGGERS_RECORD

@@ -9,6 +9,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from monolm.config.schema import PathsConfig
+from monolm.config.typed import at_least
+from monolm.errors import UserError
 
 TASK_KINDS = ("own", "summarization", "perplexity", "lambada", "hellaswag", "monotonicity")
 
@@ -67,6 +69,15 @@ class EvaluateConfig:
     perplexity: PerplexityConfig = field(default_factory=PerplexityConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+def check_measurement_settings(cfg: Any) -> None:
+    """The keys evaluate.py and attack.py share (batch size, generation, bootstrap): ranges."""
+    at_least("", cfg, ("batch_size",), 1)
+    at_least("generation", cfg.generation, ("batch_size", "num_beams"), 1)
+    at_least("bootstrap", cfg.bootstrap, ("resamples",), 1)
+    if not 0 < cfg.bootstrap.confidence < 1:
+        raise UserError(f"bootstrap.confidence={cfg.bootstrap.confidence} must be in (0, 1)")
 
 
 def register_evaluate_configs() -> None:

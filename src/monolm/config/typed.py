@@ -37,3 +37,12 @@ def typed_settings(schema: type[T], node: Any, prefix: str) -> T:
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or getattr(exc, "key", None)
         raise UserError(f"{prefix}{key}: {str(exc).splitlines()[0]}") from exc
+
+
+def at_least(prefix: str, settings: object, keys: tuple[str, ...], low: int) -> None:
+    """UserError unless each `settings.<key>` is >= `low` (names it as `<prefix>.<key>`)."""
+    for key in keys:
+        value = getattr(settings, key)
+        if value is not None and not value >= low:
+            name = f"{prefix}.{key}" if prefix else key
+            raise UserError(f"{name}={value} must be >= {low}")

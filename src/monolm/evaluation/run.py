@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from monolm.errors import UserError
+from monolm.config.eval_schema import check_measurement_settings
 from monolm.evaluation.tasks import RUNNERS, PlannedTask, TaskContext, plan_tasks
 from monolm.inference import placement_of
 from monolm.provenance import provenance, write_json, write_jsonl
@@ -23,20 +23,6 @@ from monolm.run_dir import EVAL_RECORD, examples_file
 from monolm.subjects import Subject, SubjectQuery, SubjectRef, load_subject, resolve_subjects
 
 log = logging.getLogger(__name__)
-
-
-def _check(cfg: DictConfig) -> None:
-    for key in (
-        "batch_size",
-        "generation.batch_size",
-        "generation.num_beams",
-        "bootstrap.resamples",
-    ):
-        value = OmegaConf.select(cfg, key)
-        if not value >= 1:
-            raise UserError(f"{key}={value} must be >= 1")
-    if not 0 < cfg.bootstrap.confidence < 1:
-        raise UserError(f"bootstrap.confidence={cfg.bootstrap.confidence} must be in (0, 1)")
 
 
 def _plans(cfg: DictConfig, conf_dir: Path) -> list[tuple[SubjectRef, list[PlannedTask]]]:
@@ -82,7 +68,7 @@ def _write(
 
 def evaluate(cfg: DictConfig, conf_dir: Path) -> list[Path]:
     """Evaluate what `cfg` names; return the eval.json paths written."""
-    _check(cfg)
+    check_measurement_settings(cfg)
     placement = placement_of(cfg)
     plans = _plans(cfg, conf_dir)
     out_root = Path(cfg.paths.output_dir)

@@ -95,8 +95,7 @@ def verify(args: argparse.Namespace) -> Path:
     )
     out = args.out or args.path / VERIFICATION_RECORD
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
-    source = {**subject.source}
-    write_json(out, {**provenance(plain_cfg, int(cfg.seed)), "source": source, **record})
+    write_json(out, {**provenance(plain_cfg, int(cfg.seed)), "source": subject.source, **record})
     found = record["verification"]["summary"]
     print(summary_line(record))
     print(
