@@ -21,6 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from monolm.errors import UserError
 
 RUN_RECORD = "run.json"
+RUN_IDENTITY = "identity.json"  # written once, when the run is created; never rewritten
+RUN_LOCK = "run.lock"  # held by the one process writing the run (host, pid, start time)
 METRICS_RECORD = "metrics.json"
 TOKENIZER_DIR = "tokenizer"
 MODEL_CONFIG_DIR = "model_config"
@@ -85,8 +87,34 @@ class RunDir:
     def transform_record(self, name: str) -> Path:
         return self.path / record_file(name)
 
+    @property
+    def identity_record(self) -> Path:
+        return self.path / RUN_IDENTITY
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / RUN_LOCK
+
     def is_run(self) -> bool:
         return self.run_record.is_file()
+
+    def record(self) -> dict:
+        """`run.json` as written by training (status, segments, config...)."""
+        if not self.is_run():
+            raise UserError(f"'{self.path}' is not a training run dir: it has no {RUN_RECORD}")
+        try:
+            record = json.loads(self.run_record.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(
+                f"'{self.run_record}' is corrupt ({type(exc).__name__}: {exc})"
+            ) from exc
+        if not isinstance(record, dict):
+            raise UserError(f"'{self.run_record}' is corrupt (not a JSON object)")
+        return record
+
+    def status(self) -> str | None:
+        """The run's status as `run.json` says (running, completed, stopped, failed)."""
+        return self.record().get("status")
 
     def checkpoint(self, checkpoint: str | Path | None = None) -> Path:
         """The checkpoint a later stage reads: `checkpoints/last.ckpt`, or the file `checkpoint`
@@ -107,8 +135,8 @@ class RunDir:
         if not self.is_run():
             raise UserError(f"'{self.path}' is not a training run dir: it has no {RUN_RECORD}")
         try:
-            return OmegaConf.create(json.loads(self.run_record.read_text())["config"])
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            return OmegaConf.create(self.record()["config"])
+        except (KeyError, TypeError) as exc:
             raise UserError(
                 f"'{self.run_record}' is corrupt ({type(exc).__name__}: {exc})"
             ) from exc
