@@ -151,7 +151,9 @@ def test_hotflip_and_its_control_end_to_end_on_tiny_t5(
     assert record["code"]["git_commit"] and record["packages"]["torch"] and record["seed"] == 0
     assert record["config"]["attack"]["flip"]["budget"] == 3
     assert record["data"] == {"dataset": "tiny_summarization", "split": "validation",
-                              "examples": 6, "left_out_too_short": 0}  # fmt: skip
+                              "examples": 6, "left_out_too_short": 0,
+                              "source": record["data"]["source"]}  # fmt: skip
+    assert record["data"]["source"]["name"] == "tiny_summarization"
     metrics = record["metrics"]
     rows = _rows(tmp_path / "hotflip" / "examples.jsonl")
     assert len(rows) == 6 == metrics["n"]

@@ -111,12 +111,17 @@ def test_a_run_dir_is_one_subject_holding_its_checkpoints_weights(
     assert subject.seed == 42 and subject.transform.name == "none"
     assert not subject.model.training
     assert subject.record() == {
+        "model": None,
         "run_dir": str(run.path),
+        "training_seed": 42,
+        "constraint": "none",
+        "adapter": None,
         "checkpoint": str(run.last_checkpoint),
         "checkpoint_sha256": sha256_of(run.last_checkpoint),
+        "checkpoint_step": 2,
+        "run_status": "completed",
         "model_name": "tiny_pythia",
         "family": "causal",
-        "constraint": "none",
     }
     saved = torch.load(run.last_checkpoint, weights_only=True)["state_dict"]
     assert_same_tensors(
@@ -150,9 +155,16 @@ def test_a_model_option_is_built_from_conf_model_with_a_seeded_init(tmp_path: Pa
     assert subject.model.config.is_encoder_decoder and subject.transform.name == "none"
     assert subject.record() == {
         "model": "tiny_t5",
+        "run_dir": None,
+        "training_seed": None,
+        "constraint": "none",
+        "adapter": None,
+        "checkpoint": None,
+        "checkpoint_sha256": None,
+        "checkpoint_step": None,
+        "run_status": None,
         "model_name": "tiny_t5",
         "family": "seq2seq",
-        "constraint": "none",
     }
     again = load_subject(ref, str(tmp_path), seed=0)
     assert torch.equal(probe_logits(subject), probe_logits(again))
@@ -170,6 +182,12 @@ def test_an_export_is_a_subject_computing_what_the_run_computes(
     assert ref.config.seed == trained.config.seed  # the exported run's own config
     exported = load_subject(ref, str(tmp_path))
     assert exported.record()["exported_from_checkpoint_sha256"] == trained.checkpoint_sha256
+    # The exported run's identity: its seed, constraint and step; no run dir or checkpoint.
+    assert {k: exported.record()[k] for k in ("training_seed", "checkpoint_step", "run_dir")} == {
+        "training_seed": 42,
+        "checkpoint_step": 2,
+        "run_dir": None,
+    }
     assert torch.equal(probe_logits(exported), probe_logits(trained))
 
 

@@ -1,4 +1,5 @@
-"""Entry-point wrapper: a user's mistake ends in one line on stderr and exit code 2.
+"""Entry-point wrapper: a user's mistake ends in one line on stderr and exit code 2; what a user
+must know about a result that still goes ahead is one `warning:` line on stderr (`warn`).
 
 Hydra prints composition errors over several lines with a hint about HYDRA_FULL_ERROR. We let
 Hydra raise instead (HYDRA_FULL_ERROR=1, unless the user set it) and condense the errors a user
@@ -19,9 +20,10 @@ from typing import Any, TypeVar
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import OmegaConfBaseException
 
-from monolm.errors import UserError, did_you_mean
+from monolm.errors import RunFailed, UserError, did_you_mean
 
 EXIT_USER_ERROR = 2
+EXIT_RUN_FAILED = 1
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -79,6 +81,12 @@ def describe(exc: BaseException) -> str | None:
     return None
 
 
+def warn(message: str) -> None:
+    """One line on stderr, `warning: <message>`. (Under Hydra, `log.warning` goes to stdout among
+    the info lines, where a warning about the result itself is easily missed.)"""
+    print(f"warning: {_one_line(message)}", file=sys.stderr, flush=True)
+
+
 def _exit_with(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(EXIT_USER_ERROR)
@@ -94,6 +102,9 @@ def user_errors_exit(task: F) -> F:
             return task(*args, **kwargs)
         except UserError as exc:
             _exit_with(_one_line(str(exc)))
+        except RunFailed as exc:  # what failed and where; the traceback is in the run's log
+            print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+            sys.exit(EXIT_RUN_FAILED)
 
     return wrapper  # type: ignore[return-value]
 

@@ -18,3 +18,8 @@ def did_you_mean(value: str, valid: Iterable[str]) -> str:
     if close:
         return f"did you mean '{close[0]}'? valid: {listed}"
     return f"valid: {listed}"
+
+
+class RunFailed(Exception):
+    """A run failed after it started (not the user's input): printed as one line saying what
+    failed and where, with exit code 1; the traceback is in the run's log."""

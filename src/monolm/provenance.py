@@ -92,18 +92,62 @@ def provenance(config: dict[str, Any], seed: int) -> dict[str, Any]:
     }
 
 
+def _replace_atomically(path: Path, write: Any) -> None:
+    """`write(handle)` into a hidden partial file beside `path`, then rename it over `path`: a
+    reader never sees half a file, and a failed write leaves no partial file behind."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with partial.open("w") as handle:
+            write(handle)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Atomic write: a reader never sees half a file."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(partial, path)
+    text = json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n"
+    _replace_atomically(path, lambda handle: handle.write(text))
+
+
+RESERVE_BYTES = 4096
+
+
+def write_json_reserved(path: Path, payload: dict[str, Any], reserve: int = RESERVE_BYTES) -> None:
+    """Atomic write, padded with `reserve` bytes of trailing whitespace (still valid JSON), so
+    that when the disk is full a later record of up to that much more can still be written: in
+    place, into the blocks the file already holds (a status record must survive a full disk)."""
+    text = json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n"
+    try:
+        _replace_atomically(path, lambda handle: handle.write(text + " " * reserve + "\n"))
+    except OSError:
+        if not _overwrite_in_place(path, text.encode()):
+            raise
+
+
+def _overwrite_in_place(path: Path, data: bytes) -> bool:
+    """Write `data` over the start of `path` and blank the rest, allocating nothing new; False
+    if the file is missing or too short to hold it."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return False
+    if len(data) > size:
+        return False
+    with path.open("r+b") as handle:
+        handle.write(data + b" " * (size - len(data)))
+        handle.flush()
+        os.fsync(handle.fileno())
+    return True
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     """Atomic write of one JSON object per line (per-example rows)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    with partial.open("w") as handle:
+
+    def write(handle: Any) -> None:
         for row in rows:
             handle.write(json.dumps(row, default=str) + "\n")
-    os.replace(partial, path)
+
+    _replace_atomically(path, write)

@@ -23,6 +23,7 @@ from monolm.errors import UserError
 RUN_RECORD = "run.json"
 RUN_IDENTITY = "identity.json"  # written once, when the run is created; never rewritten
 RUN_LOCK = "run.lock"  # held by the one process writing the run (host, pid, start time)
+HYDRA_DIR = ".hydra"  # the creating segment's Hydra config; later segments' in segment-<n>/
 METRICS_RECORD = "metrics.json"
 TOKENIZER_DIR = "tokenizer"
 MODEL_CONFIG_DIR = "model_config"
@@ -156,6 +157,8 @@ def run_dirs_under(path: Path) -> list[RunDir]:
     """`path` itself if it is a run dir, else the run dirs of a sweep directory."""
     if is_run_dir(path):
         return [RunDir(path)]
+    if path.is_file():
+        raise UserError(f"run_dir='{path}' is a file, not a run dir or sweep dir")
     if not path.is_dir():
         raise UserError(f"run_dir='{path}' does not exist")
     found = sorted(p.parent for p in path.glob(f"*/{RUN_RECORD}"))

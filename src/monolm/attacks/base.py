@@ -23,6 +23,7 @@ from monolm.attacks.examples import AttackExample, ExampleSettings
 from monolm.attacks.objective import Objective
 from monolm.attacks.vocabulary import CandidateVocabulary
 from monolm.errors import UserError
+from monolm.subjects import SubjectRef
 
 Ids = tuple[int, ...]
 
@@ -58,6 +59,8 @@ class AttackPlan:
     split: str  # the evaluation split (or a description of the held-out part)
     out_dir: Path  # where this subject's records go
     run_name: str | None  # the run dir's name (None for a model): finds a sweep's subdir
+    subject: SubjectRef  # what is attacked, resolved (not loaded)
+    selection: dict[str, Any]  # the keys that pick and cut the examples (`example_selection`)
 
 
 @dataclass
@@ -72,6 +75,7 @@ class AttackRun:
     plan: AttackPlan
     example_settings: ExampleSettings  # how examples are cut (for optimisation examples)
     data_seed: int  # the seed the run split its data with
+    subject: dict[str, Any]  # the loaded subject's record (`Subject.record`)
 
 
 @dataclass

@@ -19,11 +19,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedTokenizerBase
 
 from monolm.errors import UserError
 
 POSITIONS = ("start", "end")  # trigger right after the prefix, or right before the suffix
+# The attack.py keys that pick and cut the attacked examples, beside the dataset and the split.
+SELECTION_KEYS = (
+    "max_examples",
+    "context_tokens",
+    "continuation_tokens",
+    "min_context_tokens",
+    "generation.causal_prompt_suffix",
+)
+
+
+def example_selection(cfg: DictConfig) -> dict[str, Any]:
+    """The `SELECTION_KEYS` of an attack config: a control matched to an attack (and the
+    attack.json it reads them back from) must have the same."""
+    return {key: OmegaConf.select(cfg, key) for key in SELECTION_KEYS}
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from monolm.attacks.base import Attack, AttackPlan, AttackSettings
+from monolm.attacks.examples import example_selection
 from monolm.config.eval_schema import check_measurement_settings
 from monolm.config.typed import at_least
 from monolm.data.tokenize import tokenizer_fingerprint
@@ -69,7 +70,9 @@ def plan_attack(
         sweep = len(refs) > 1 and ref.run is not None
         out_dir = out_root / ref.label if sweep else out_root
         run_name = ref.label if ref.run is not None else None
-        plan = AttackPlan(ref.family, dataset, str(split), out_dir, run_name)
+        plan = AttackPlan(
+            ref.family, dataset, str(split), out_dir, run_name, ref, example_selection(cfg)
+        )
         attack.check(settings, plan)
         planned.append((ref, plan))
     return planned

@@ -148,6 +148,7 @@ def attack(cfg: DictConfig, conf_dir: Path) -> list[Path]:
             plan,
             example_settings,
             subject.seed,
+            subject.record(),
         )
         outcome = kind.run(settings, run)
         queries_spent = objective.queries
@@ -173,13 +174,14 @@ def attack(cfg: DictConfig, conf_dir: Path) -> list[Path]:
                 "split": plan.split,
                 "examples": len(examples),
                 "left_out_too_short": left_out,
+                "source": OmegaConf.to_container(plan.dataset, resolve=True),
             },
             "candidate_vocabulary": vocab.summary(),
             "conventions": _conventions(settings, measurement.bootstrap, plan.family),
             "metrics": aggregates,
             "examples_file": ATTACK_EXAMPLES,
         }
-        cells = {ref.name: _summary(aggregates)}
+        cells = {ref.name: {**_summary(aggregates), "subject": subject.record()}}
         del objective, subject, run
         gc.collect()
         cells.update(
@@ -242,6 +244,7 @@ def _transfer(
         cells[target.name] = {
             **_summary(aggregate(target_rows, measurement.bootstrap)),
             "examples_file": str(file.relative_to(plan.out_dir)),
+            "subject": other.record(),
         }
         del other
         gc.collect()

@@ -131,6 +131,18 @@ class PathsConfig:
 
 
 @dataclass
+class ResumeConfig:
+    """Continuing a run in an existing run dir (src/monolm/training/identity.py)."""
+
+    # Settings (other than model, constraint, dataset, seed) this segment may change, e.g.
+    # [optim.lr]; each change is recorded in run.json and metrics.json.
+    allow_changes: list[str] = field(default_factory=list)
+    # A lock whose holder runs on another host is taken over once its heartbeat (touched every
+    # minute) is this old; on the same host, as soon as its pid is gone.
+    lock_stale_after_s: float = 3600.0
+
+
+@dataclass
 class TrainConfig:
     seed: int = 42
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -142,6 +154,7 @@ class TrainConfig:
     logger: Any = None
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    resume: ResumeConfig = field(default_factory=ResumeConfig)
     tags: list[str] = field(default_factory=list)
 
 

@@ -134,10 +134,35 @@ def _check_local_split(path: str, kwargs: dict[str, Any], split: str, ds_cfg: An
     )
 
 
+def _first_cause(exc: BaseException) -> str:
+    """The first line of what went wrong underneath `exc` (datasets' generation errors say only
+    "An error occurred while generating the dataset")."""
+    cause = exc.__cause__ or exc.__context__ or exc
+    text = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+    return f"{type(cause).__name__}: {text}" if cause is not exc else text
+
+
+def _unreadable_files(path: str, kwargs: dict[str, Any], ds_cfg: Any, exc: Exception) -> UserError:
+    """A data file `datasets` could not parse, named with the parser's first line. Every split's
+    files are named: `datasets` reads them all at once, whichever split was asked for."""
+    files = kwargs.get("data_files") or {}
+    listed = "; ".join(f"{split}: {', '.join(_as_list(f))}" for split, f in files.items())
+    return UserError(
+        f"cannot read the {path} data files of dataset '{ds_cfg.name}' ({listed}): "
+        f"{_first_cause(exc)}"
+    )
+
+
 def load_split(path: str, kwargs: dict[str, Any], split: str, ds_cfg: Any) -> Dataset:
     _check_local_split(path, kwargs, split, ds_cfg)
     try:
         return datasets.load_dataset(path, split=split, **kwargs)
+    except datasets.exceptions.DatasetGenerationError as exc:
+        if path in _BUILDERS.values() and isinstance(kwargs.get("data_files"), dict):
+            raise _unreadable_files(path, kwargs, ds_cfg, exc) from exc
+        raise UserError(
+            f"cannot load dataset '{ds_cfg.name}' from '{path}': {_first_cause(exc)}"
+        ) from exc
     except ValueError as exc:
         if "split" in str(exc).lower():
             raise UserError(f"dataset '{ds_cfg.name}' has no split '{split}' ({exc})") from exc

@@ -86,6 +86,7 @@ def export_run(run: Subject, out_dir: str | Path) -> dict[str, Any]:
         "source_run_dir": str(run.ref.run.path.resolve()),
         "checkpoint": str(run.ref.checkpoint.resolve()),
         "checkpoint_sha256": run.source["checkpoint_sha256"],
+        "checkpoint_step": run.source["checkpoint_step"],
         "auto_class": AUTO_MODEL[family].__name__,
         "vanilla_load": {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": []},
         "max_abs_logit_difference": difference,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,26 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.partial")
-        with open(partial, "wb") as handle:
-            torch.save(checkpoint, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, path)
+        try:
+            with open(partial, "wb") as handle:
+                torch.save(checkpoint, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(partial, path)
+        except BaseException as exc:
+            partial.unlink(missing_ok=True)  # a full disk must not stay full of a half file
+            if isinstance(exc, OSError | RuntimeError):  # torch reports write errors as either
+                raise CheckpointWriteError(path, exc) from exc
+            raise
+
+
+class CheckpointWriteError(OSError):
+    """Saving a checkpoint failed (its partial file is removed; the previous one is intact)."""
+
+    def __init__(self, path: Path, cause: BaseException) -> None:
+        reason = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+        super().__init__(f"saving '{path}' failed: {reason}")
+        self.path = path
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -76,7 +92,15 @@ def _set_aside(path: Path) -> Path:
     raise UserError(f"too many unreadable copies of '{path}' beside it: clean them up")
 
 
-def resume_checkpoint(run_dir: Path) -> Path | None:
+@dataclass(frozen=True)
+class ResumePoint:
+    """The checkpoint a run continues from, and the optimizer step it holds."""
+
+    path: Path
+    step: int
+
+
+def resume_checkpoint(run_dir: Path) -> ResumePoint | None:
     """The newest checkpoint of `run_dir` that loads: `checkpoints/last.ckpt`, or a periodic
     `step-*.ckpt` written after it (a kill between the two writes of one save), else the periodic
     files, newest first. None if there is none (a fresh run). An unreadable `last.ckpt`
@@ -113,7 +137,7 @@ def resume_checkpoint(run_dir: Path) -> Path | None:
                 kept.name,
                 path,
             )
-        return path
+        return ResumePoint(path, step_of(path))
     if unreadable:
         names = ", ".join(str(p) for p, _ in unreadable)
         raise UserError(

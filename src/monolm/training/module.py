@@ -7,7 +7,9 @@ exp(total NLL / total tokens) regardless of padding and batch sizes.
 
 from __future__ import annotations
 
+import logging
 import math
+from dataclasses import asdict
 from typing import Any
 
 import lightning as L
@@ -20,7 +22,9 @@ from transformers import PreTrainedModel
 from monolm.config.schema import OptimConfig
 from monolm.constraints.base import ModelTransform
 from monolm.data.datamodule import IGNORE_INDEX
-from monolm.training.optim import WarmupDecay, build_param_groups
+from monolm.training.optim import WarmupDecay, build_param_groups, retarget_training_state
+
+log = logging.getLogger(__name__)
 
 
 def count_target_tokens(labels: torch.Tensor, causal: bool) -> torch.Tensor:
@@ -118,3 +122,14 @@ class LanguageModelModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._tokens_restored = int(checkpoint.get("tokens_seen", 0))
         self._tokens_this_run = None
+        saved = checkpoint.get("hyper_parameters", {})
+        if saved.get("total_steps") == self.total_steps and saved.get("config", {}).get(
+            "optim"
+        ) == asdict(self.optim):
+            return  # the same settings: restored exactly as saved (bit-exact resume)
+        fresh = self.configure_optimizers()
+        changed = retarget_training_state(
+            checkpoint, fresh["optimizer"], fresh["lr_scheduler"]["scheduler"]
+        )
+        if changed:
+            log.info("resumed optimizer and schedule follow the new settings: %s", changed)

@@ -61,3 +61,42 @@ class WarmupDecay:
         else:
             shape = 1.0 - progress
         return self.min_ratio + (1.0 - self.min_ratio) * shape
+
+
+def retarget_training_state(
+    checkpoint: dict[str, Any], optimizer: Any, scheduler: Any
+) -> list[str]:
+    """Make a checkpoint's optimizer and schedule state follow the current settings.
+
+    Resuming restores the optimizer's hyper-parameters (lr, betas, eps, weight decay per group)
+    and the schedule (its base lrs and `WarmupDecay` settings) from the checkpoint, so a change
+    the user allowed (`resume.allow_changes=[optim.lr]`) would be recorded but never take effect.
+    `optimizer` and `scheduler` are freshly built from the current settings: their
+    hyper-parameters replace the checkpoint's; the moments (AdamW's state), the step count and
+    the position in the schedule are kept. Returns the settings that changed.
+    """
+    changed: list[str] = []
+    fresh_groups = optimizer.state_dict()["param_groups"]
+    for saved_state in checkpoint.get("optimizer_states", [])[:1]:
+        for saved, fresh in zip(saved_state["param_groups"], fresh_groups, strict=True):
+            for key, value in fresh.items():
+                if key not in ("params", "lr") and saved.get(key) != value:
+                    changed.append(f"{saved.get('name', 'group')}.{key}")
+                    saved[key] = value
+    fresh_schedule = scheduler.state_dict()
+    for saved in checkpoint.get("lr_schedulers", [])[:1]:
+        for key in ("base_lrs", "lr_lambdas"):
+            if saved.get(key) != fresh_schedule[key]:
+                changed.append(f"schedule.{key}")
+                saved[key] = fresh_schedule[key]
+        step = saved["last_epoch"]
+        scheduled = [
+            base * WarmupDecay(**settings)(step)
+            for base, settings in zip(saved["base_lrs"], saved["lr_lambdas"], strict=True)
+        ]
+        if changed:
+            saved["_last_lr"] = scheduled
+            for state in checkpoint.get("optimizer_states", [])[:1]:
+                for group, lr in zip(state["param_groups"], scheduled, strict=True):
+                    group["lr"] = lr
+    return changed

@@ -10,11 +10,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from monolm.provenance import device_description, now_utc, provenance, write_json
+from monolm.provenance import (
+    device_description,
+    now_utc,
+    provenance,
+    write_json,
+    write_json_reserved,
+)
 
 
 class RunRecord:
-    """`run.json`: what ran, where and when. A resumed run keeps earlier segments' records."""
+    """`run.json`: what ran, where and when, and how the run got here: earlier segments' records
+    are kept, each saying which checkpoint it continued from and which settings it changed.
+
+    Every write leaves room (trailing whitespace) for the next one, so that a failure on a full
+    disk is still recorded: in place, when a new file cannot be written.
+    """
 
     def __init__(self, path: Path, config: dict[str, Any], seed: int) -> None:
         self.path = path
@@ -28,11 +39,14 @@ class RunRecord:
         self.payload: dict[str, Any] = {
             **provenance(config, seed),
             "status": "running",
+            "failure": None,
             "host": socket.gethostname(),
             "device": device_description(),
+            "ran_with": None,
             "command": [sys.executable, *sys.argv],
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
             "start_time": now_utc(),
+            "end_step": None,
             "end_time": None,
             "wall_time_s": None,
             "resumed_from": None,
@@ -40,13 +54,42 @@ class RunRecord:
         }
         self._started = datetime.now(UTC)
 
+    @property
+    def segments(self) -> list[dict[str, Any]]:
+        """Every segment so far, this one last."""
+        return [*self.payload["previous_segments"], self.payload]
+
     def write(self, **updates: Any) -> None:
         self.payload.update(updates)
-        write_json(self.path, self.payload)
+        write_json_reserved(self.path, self.payload)
 
-    def finish(self, status: str) -> None:
+    def finish(self, status: str, failure: str | None = None, end_step: int | None = None) -> None:
+        """The segment's end at optimizer step `end_step`: completed, stopped (by a signal,
+        resumable) or failed (`failure` says what failed, in one line)."""
         wall = (datetime.now(UTC) - self._started).total_seconds()
-        self.write(status=status, end_time=now_utc(), wall_time_s=round(wall, 3))
+        self.write(
+            status=status,
+            failure=failure[:FAILURE_CHARS] if failure else None,
+            end_step=end_step,
+            end_time=now_utc(),
+            wall_time_s=round(wall, 3),
+        )
+
+
+FAILURE_CHARS = 1000  # a failure's line, within the room run.json keeps for it
+
+
+def config_history(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For metrics.json: each segment's steps and the settings it changed (a resumed run did
+    not run one config throughout)."""
+    return [
+        {
+            "segment": segment.get("segment", number),
+            "resumed_at_step": segment.get("resumed_at_step"),
+            "changes": segment.get("changes") or {},
+        }
+        for number, segment in enumerate(segments, start=1)
+    ]
 
 
 class TransformRecord:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
 import torch
 from lightning.pytorch.plugins.environments import SLURMEnvironment
@@ -22,29 +21,21 @@ from omegaconf import DictConfig, OmegaConf
 from monolm.constraints import build_constraint
 from monolm.constraints.base import ModelTransform
 from monolm.data.datamodule import TextDataModule
-from monolm.errors import UserError
+from monolm.errors import RunFailed, UserError
 from monolm.models.loading import load_model, load_model_config, load_tokenizer, max_positions
 from monolm.provenance import provenance, write_json
 from monolm.run_dir import RunDir
 from monolm.training.callbacks import StepCheckpoint, build_callbacks
-from monolm.training.checkpoint_io import AtomicCheckpointIO, resume_checkpoint
+from monolm.training.checkpoint_io import AtomicCheckpointIO
 from monolm.training.console import final_line, route_lightning_logs
+from monolm.training.failure import describe_failure, log_traceback
+from monolm.training.loggers import LogContinuation, instantiate_loggers
 from monolm.training.module import LanguageModelModule
-from monolm.training.record import RunRecord, TransformRecord
+from monolm.training.record import RunRecord, TransformRecord, config_history
+from monolm.training.segment import Segment, open_segment
 from monolm.training.validate import validate_max_length, validate_train_config
 
 log = logging.getLogger(__name__)
-
-
-def instantiate_loggers(cfg: DictConfig) -> list[Any]:
-    loggers = []
-    for name, logger_cfg in (cfg.logger or {}).items():
-        try:
-            loggers.append(hydra.utils.instantiate(logger_cfg))
-        except Exception as exc:
-            cause = exc.__cause__ or exc
-            raise UserError(f"logger.{name}: {str(cause).splitlines()[0]}") from exc
-    return loggers
 
 
 def _strategy(cfg: DictConfig, model: torch.nn.Module) -> Any:
@@ -102,22 +93,22 @@ class Prepared:
 
     run_dir: Path
     config: dict[str, Any]
-    resume_from: Path | None
     tokenizer: Any
     datamodule: TextDataModule
     module: LanguageModelModule
     trainer: L.Trainer
 
 
-def prepare(cfg: DictConfig) -> Prepared:
+NEW_RUN_LOGS = LogContinuation(run_id="", segment=1, drop_from_step=None)
+
+
+def prepare(cfg: DictConfig, logs: LogContinuation = NEW_RUN_LOGS) -> Prepared:
     """Validate, then build tokenizer, data, model, constraint, module and Trainer, in the order
-    that makes a user's mistake fail before model weights are read."""
+    that makes a user's mistake fail before model weights are read. Writes nothing."""
     validate_train_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)  # Hydra makes it; a caller outside Hydra may not
-    resume_from = resume_checkpoint(run_dir)
     constraint = build_constraint(cfg.constraint)
-    loggers = instantiate_loggers(cfg)
+    loggers = instantiate_loggers(cfg, logs)
     config = OmegaConf.to_container(cfg, resolve=True)
 
     tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
@@ -137,7 +128,7 @@ def prepare(cfg: DictConfig) -> Prepared:
         total_steps=_total_steps(cfg, datamodule, trainer.world_size),
         config=config,
     )
-    return Prepared(run_dir, config, resume_from, tokenizer, datamodule, module, trainer)
+    return Prepared(run_dir, config, tokenizer, datamodule, module, trainer)
 
 
 def _final_record(
@@ -156,15 +147,52 @@ def _final_record(
     return constraint.report(module.model, batches=iter(datamodule.val_dataloader()))
 
 
+def ran_with(trainer: L.Trainer) -> dict[str, Any]:
+    """How the Trainer actually ran, which need not be what was asked: Lightning falls back
+    (16-mixed on a CPU runs as bf16-mixed) and resolves `auto`."""
+    return {
+        "precision": str(trainer.precision),
+        "accelerator": type(trainer.accelerator).__name__,
+        "device": str(trainer.strategy.root_device),
+        "strategy": type(trainer.strategy).__name__,
+        "world_size": trainer.world_size,
+        "num_nodes": trainer.num_nodes,
+        "devices_per_node": trainer.num_devices,
+    }
+
+
+def _warn_if_fallen_back(cfg: DictConfig, ran: dict[str, Any]) -> None:
+    if ran["precision"] != str(cfg.trainer.precision):
+        log.warning(
+            "trainer.precision=%s runs as %s on %s: run.json and metrics.json record what ran",
+            cfg.trainer.precision,
+            ran["precision"],
+            ran["device"],
+        )
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train one run in `cfg.paths.output_dir`; return its final metrics."""
+    """Train one run in `cfg.paths.output_dir` (a new run, or the continuation of the run
+    there); return its final metrics."""
     route_lightning_logs()
-    setup = prepare(cfg)
-    run_dir, config, resume_from = setup.run_dir, setup.config, setup.resume_from
+    validate_train_config(cfg)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    segment = open_segment(cfg, config)  # checks, locks; writes nothing else
+    try:
+        return _train_segment(cfg, segment)
+    finally:
+        segment.close()
+
+
+def _train_segment(cfg: DictConfig, segment: Segment) -> dict[str, Any]:
+    setup = prepare(cfg, segment.log_continuation())
+    run_dir, config, resume = setup.run_dir, setup.config, segment.resume
     trainer, module, datamodule = setup.trainer, setup.module, setup.datamodule
     constraint = module.constraint
+    layout = segment.layout
+    ran = ran_with(trainer)
+    _warn_if_fallen_back(cfg, ran)
 
-    layout = RunDir(run_dir)
     record = RunRecord(layout.run_record, config, cfg.seed)
     transform_record = (
         TransformRecord(
@@ -174,17 +202,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         else None
     )
     if trainer.is_global_zero:
-        record.write(resumed_from=str(resume_from) if resume_from else None)
-        setup.tokenizer.save_pretrained(layout.tokenizer_dir)
-        module.model.config.save_pretrained(layout.model_config_dir)
-        if transform_record is not None and not resume_from:
+        new_run = segment.is_new
+        segment.commit(cfg)
+        record.write(**segment.record(), ran_with=ran)
+        if new_run:
+            setup.tokenizer.save_pretrained(layout.tokenizer_dir)
+            module.model.config.save_pretrained(layout.model_config_dir)
+        if transform_record is not None and resume is None:
             transform_record.write_initial(constraint.report(module.model))
-    if resume_from:
-        log.info("resuming from %s", resume_from)
+    if resume:
+        changed = ", ".join(segment.changes.record()) or "nothing"
+        log.info("resuming from %s (step %d); changed: %s", resume.path, resume.step, changed)
     stop_signal = next(c for c in trainer.callbacks if isinstance(c, StepCheckpoint)).stop_signal
     stop_signal.install()
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume.path if resume else None)
         if stop_signal.saved_at_step is None:
             stop_signal.restore()  # training is over: signals act as they did before
         if trainer.interrupted:
@@ -192,34 +224,57 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if stop_signal.saved_at_step is None:
             train_metrics = _logged(trainer, "train/")
             trainer.validate(module, datamodule=datamodule, verbose=False)
-    except BaseException:
+        if stop_signal.saved_at_step is not None:  # preempted, timed out or terminated
+            _stopped(stop_signal, layout, record if trainer.is_global_zero else None)
+        metrics = {
+            "global_step": trainer.global_step,
+            "epoch": trainer.current_epoch,
+            "tokens_seen": module.tokens_seen,
+            **train_metrics,
+            **_logged(trainer, "val/"),
+        }
+        if trainer.is_global_zero:
+            write_json(
+                layout.metrics_record,
+                {
+                    **provenance(config, cfg.seed),
+                    "run_id": segment.run_id,
+                    "ran_with": ran,
+                    "config_history": config_history(record.segments),
+                    "metrics": metrics,
+                },
+            )
+            if transform_record is not None:
+                transform_record.write_final(_final_record(cfg, constraint, module, datamodule))
+            record.finish("completed", end_step=trainer.global_step)
+            print(final_line(metrics, run_dir), flush=True)
+        return metrics
+    except BaseException as exc:
         stop_signal.restore()
+        if isinstance(exc, SystemExit) and stop_signal.saved_at_step is not None:
+            raise  # stopped by a signal, recorded as such: the requeue exits this way
+        failure = describe_failure(exc, trainer.global_step)
         if trainer.is_global_zero:
-            record.finish("failed")
+            record.finish("failed", failure, end_step=trainer.global_step)
+        if isinstance(exc, Exception) and not isinstance(exc, UserError):
+            where = log_traceback(exc)
+            raise RunFailed(
+                f"training failed: {failure}; {layout.run_record} says failed"
+                + (f"; traceback in {where}" if where else "")
+            ) from exc
         raise
-    if stop_signal.saved_at_step is not None:  # preempted, timed out or terminated
-        name = signal.Signals(stop_signal.received).name
-        log.warning(
-            "%s: saved %s at step %d and stopped; the same command resumes from it",
-            name,
-            layout.last_checkpoint,
-            stop_signal.saved_at_step,
-        )
-        if trainer.is_global_zero:
-            record.write(stopped_by=name, stopped_at_step=stop_signal.saved_at_step)
-            record.finish("stopped")
-        stop_signal.hand_over()  # submitit requeues; otherwise exit 128 + signal
-    metrics = {
-        "global_step": trainer.global_step,
-        "epoch": trainer.current_epoch,
-        "tokens_seen": module.tokens_seen,
-        **train_metrics,
-        **_logged(trainer, "val/"),
-    }
-    if trainer.is_global_zero:
-        write_json(layout.metrics_record, {**provenance(config, cfg.seed), "metrics": metrics})
-        if transform_record is not None:
-            transform_record.write_final(_final_record(cfg, constraint, module, datamodule))
-        record.finish("completed")
-        print(final_line(metrics, run_dir), flush=True)
-    return metrics
+
+
+def _stopped(stop_signal: Any, layout: RunDir, record: RunRecord | None) -> None:
+    """Stopped by a signal at a step boundary, last.ckpt saved: record it and hand over."""
+    name = signal.Signals(stop_signal.received).name
+    log.warning(
+        "%s: saved %s at step %d and stopped; the same command resumes from it",
+        name,
+        layout.last_checkpoint,
+        stop_signal.saved_at_step,
+    )
+    if record is not None:
+        record.write(stopped_by=name, stopped_at_step=stop_signal.saved_at_step)
+        record.finish("stopped", end_step=stop_signal.saved_at_step)
+    stop_signal.hand_over()  # submitit requeues; otherwise exit 128 + signal

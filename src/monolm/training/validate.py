@@ -102,6 +102,10 @@ def validate_train_config(cfg: Any) -> None:
         callbacks.keep_checkpoints >= 0,
         f"callbacks.keep_checkpoints={callbacks.keep_checkpoints} must be >= 0",
     )
+    _require(
+        cfg.resume.lock_stale_after_s > 0,
+        f"resume.lock_stale_after_s={cfg.resume.lock_stale_after_s} must be > 0 (seconds)",
+    )
     _choice("constraint", cfg.constraint.get("name"), constraint_names())
     for name, logger in (cfg.logger or {}).items():
         _require(
