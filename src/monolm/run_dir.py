@@ -1,10 +1,12 @@
 """The run directory: the one definition of its layout, used by the stage that writes it
 (training) and by every stage that reads it (evaluate, attack, verify, export, the study).
 
-A run dir holds `.hydra/` (Hydra's), `run.json` (resolved config, seed, code and package
-versions, host, segments), `metrics.json`, `tokenizer/`, `model_config/`, `checkpoints/`
-(`last.ckpt` plus periodic `step-*.ckpt`) and, for a transformed model, the transform's own
-record (`<record>.json`, e.g. `monotonicity.json`). evaluate and attack write their own dirs
+A run dir holds `identity.json` (the config it was created with, written once), `.hydra/` (the
+creating segment's Hydra config; later segments' in `.hydra/segment-<n>/`), `run.json`
+(resolved config, seed, code and package versions, host, status, segments), `metrics.json`,
+`tokenizer/`, `model_config/`, `checkpoints/` (`last.ckpt` plus periodic `step-*.ckpt`), while
+a process writes it `run.lock`, and, for a transformed model, the transform's own record
+(`<record>.json`, e.g. `monotonicity.json`). evaluate and attack write their own dirs
 (`eval.json`, `attack.json` and per-example JSONL); an export is a plain Hugging Face directory
 with `monolm_export.json`. Every one of these names is spelled here and nowhere else.
 """

@@ -2,11 +2,12 @@
 
 Outputs (the attack run dir, Hydra's output dir; one subdirectory per run when a sweep dir is
 attacked): `attack.json` (aggregates with bootstrap CIs, queries, the candidate vocabulary, the
-full config, the model and its checkpoint's sha256, code and package versions), `examples.jsonl`
-(one row per attacked example: ids and text of the clean and attacked input, NLLs, summaries and
-ROUGE-L, status, queries, flips), the attack's own records (a trigger attack's `triggers.json`:
-every restart's trigger as ids and text) and, with `attack.transfer_to`, `transfer.json` (the
-matrix: source x target) and `transfer/<target>.examples.jsonl`.
+full config, the subject's identity (`Subject.record`), the resolved dataset, code and package
+versions), `examples.jsonl` (one row per attacked example: ids and text of the clean and
+attacked input, NLLs, summaries and ROUGE-L, status, queries, flips), the attack's own records
+(a trigger attack's `triggers.json`: every restart's trigger as ids and text) and, with
+`attack.transfer_to`, `transfer.json` (the matrix: source x target, each cell with its
+subject's identity) and `transfer/<target>.examples.jsonl`.
 """
 
 from __future__ import annotations

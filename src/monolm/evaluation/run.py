@@ -1,8 +1,8 @@
 """`evaluate.py`'s body: check everything cheap, then load each subject and run its tasks.
 
 Output (the evaluate run dir, Hydra's output dir): `eval.json` (metrics with CIs, n, dataset and
-split, the model, the checkpoint's sha256, the full config, code and package versions) and one
-`<task>.examples.jsonl` per task. Evaluating a sweep dir writes one such set per run, in
+split, the subject's identity (`Subject.record`), the full config, code and package versions)
+and one `<task>.examples.jsonl` per task. Evaluating a sweep dir writes one such set per run, in
 subdirectories named after the runs.
 """
 

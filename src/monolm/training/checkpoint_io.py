@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,11 @@ class CheckpointWriteError(OSError):
 
     def __init__(self, path: Path, cause: BaseException) -> None:
         reason = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
-        super().__init__(f"saving '{path}' failed: {reason}")
+        try:  # torch's own message for a full disk is "unexpected pos ..."
+            free = f"; {shutil.disk_usage(path.parent).free / 1e6:.1f} MB free there"
+        except OSError:
+            free = ""
+        super().__init__(f"saving '{path}' failed: {reason}{free}")
         self.path = path
 
 

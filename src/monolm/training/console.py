@@ -31,6 +31,8 @@ def route_lightning_logs() -> None:
             logger.propagate = True
             logger.addFilter(_DropAdverts())
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # Said on every resume, which continues the run's checkpoints on purpose.
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 class StepProgressBar(TQDMProgressBar):

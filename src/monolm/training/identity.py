@@ -44,7 +44,7 @@ CONTINUATION = (
     # checkpoint cadence
     "callbacks.checkpoint_every_n_steps",
     "callbacks.keep_checkpoints",
-    # devices (the data order follows the world size: docs/science.md)
+    # devices (the data order follows the world size: not bit-exact, README "Resuming")
     "trainer.accelerator",
     "trainer.devices",
     "trainer.num_nodes",
