@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from monolm.errors import UserError
+from monolm.training.checkpoint_io import resume_checkpoint
 from tests.helpers import FAST, run_script
 
 
@@ -69,11 +71,21 @@ def test_missing_model_directory_is_named(tmp_path: Path) -> None:
     assert_one_line_error(result, str(tmp_path / "no-model"))
 
 
-def test_unreadable_checkpoint_is_named_and_left_alone(tmp_path: Path) -> None:
+def test_a_run_whose_checkpoints_all_fail_to_load_is_named_and_left_alone(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "checkpoints" / "last.ckpt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(UserError, match=r"no checkpoint of .* loads") as refused:
+        resume_checkpoint(tmp_path)
+    assert str(checkpoint) in str(refused.value)
+    assert checkpoint.read_bytes() == b"PK\x03\x04 truncated"
+
+
+def test_checkpoints_without_a_run_record_are_refused_and_left_alone(tmp_path: Path) -> None:
     checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
     checkpoint.parent.mkdir(parents=True)
     checkpoint.write_bytes(b"PK\x03\x04 truncated")
     result = run_script("train.py", f"hydra.run.dir={tmp_path / 'run'}", *FAST)
-    assert_one_line_error(result, str(checkpoint), "unreadable")
+    assert_one_line_error(result, f"hydra.run.dir='{tmp_path / 'run'}' has checkpoints/")
     assert checkpoint.read_bytes() == b"PK\x03\x04 truncated"
-    assert not (tmp_path / "run" / "run.json").exists()
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoints"]

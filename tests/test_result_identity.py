@@ -85,6 +85,21 @@ def with_status(run: Path, status: str, tmp_path: Path) -> Path:
 # --- (A) every result file names the weights it measured --------------------------------------
 
 
+def completed_run(run_dir: Path, seed: int) -> dict[str, object]:
+    """The identity a result records for the last checkpoint of a completed 2-step baseline."""
+    checkpoint = RunDir(run_dir).last_checkpoint
+    return {
+        "run_dir": str(run_dir),
+        "training_seed": seed,
+        "constraint": "none",
+        "adapter": None,
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": sha256(checkpoint),
+        "checkpoint_step": 2,
+        "run_status": "completed",
+    }
+
+
 @pytest.mark.slow
 def test_eval_json_records_the_run_it_measured_beside_its_own_seed(
     runs: dict[str, Path], tmp_path: Path
@@ -93,18 +108,8 @@ def test_eval_json_records_the_run_it_measured_beside_its_own_seed(
     assert result.returncode == 0, result.stderr[-3000:]
     assert warnings_of(result) == []  # a completed run: no warning
     written = json.loads((tmp_path / "eval.json").read_text())
-    checkpoint = RunDir(runs["B"]).last_checkpoint
     assert written["seed"] == 7
-    assert {k: written["subject"][k] for k in IDENTITY} == {
-        "run_dir": str(runs["B"]),
-        "training_seed": 1,
-        "constraint": "none",
-        "adapter": None,
-        "checkpoint": str(checkpoint),
-        "checkpoint_sha256": sha256(checkpoint),
-        "checkpoint_step": 2,
-        "run_status": "completed",
-    }
+    assert {k: written["subject"][k] for k in IDENTITY} == completed_run(runs["B"], seed=1)
 
 
 @pytest.mark.slow
@@ -112,18 +117,8 @@ def test_attack_json_records_the_run_it_attacked_and_the_data(
     runs: dict[str, Path], hotflip_on_a: Path
 ) -> None:
     written = json.loads((hotflip_on_a / "attack.json").read_text())
-    checkpoint = RunDir(runs["A"]).last_checkpoint
     assert written["seed"] == 0
-    assert {k: written["subject"][k] for k in IDENTITY} == {
-        "run_dir": str(runs["A"]),
-        "training_seed": 0,
-        "constraint": "none",
-        "adapter": None,
-        "checkpoint": str(checkpoint),
-        "checkpoint_sha256": sha256(checkpoint),
-        "checkpoint_step": 2,
-        "run_status": "completed",
-    }
+    assert {k: written["subject"][k] for k in IDENTITY} == completed_run(runs["A"], seed=0)
     # The resolved dataset attacked, so that a control can be matched to it.
     assert written["data"]["source"]["name"] == written["data"]["dataset"] == "tiny_lm"
 

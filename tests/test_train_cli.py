@@ -61,11 +61,15 @@ def test_rerunning_in_the_same_run_dir_resumes_and_keeps_history(tmp_path: Path)
 
 
 @pytest.mark.slow
-def test_wandb_logger_works_offline(tmp_path: Path) -> None:
+def test_wandb_logger_works_offline_and_a_resumed_run_logs_to_the_same_wandb_run(
+    tmp_path: Path,
+) -> None:
     run_dir = tmp_path / "run"
-    result = run_script(
-        "train.py", f"hydra.run.dir={run_dir}", *FAST, "trainer.max_steps=2",
-        "logger=wandb", "logger.wandb.offline=true",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert list((run_dir / "wandb").glob("offline-run-*"))
+    common = (f"hydra.run.dir={run_dir}", *FAST, "logger=wandb", "logger.wandb.offline=true",
+              "optim.schedule_steps=4")  # fmt: skip
+    for steps in (2, 4):
+        result = run_script("train.py", *common, f"trainer.max_steps={steps}")
+        assert result.returncode == 0, result.stderr[-3000:]
+    run_id = json.loads((run_dir / "identity.json").read_text())["run_id"]
+    segments = list((run_dir / "wandb").glob("offline-run-*"))
+    assert segments and all(folder.name.endswith(f"-{run_id}") for folder in segments)

@@ -181,6 +181,11 @@ def open_segment(cfg: DictConfig, config: dict[str, Any]) -> Segment:
     try:
         segment = _continue(layout, cfg, config, lock) if exists else None
         if segment is None:
+            if list(cfg.resume.allow_changes):
+                raise UserError(
+                    f"resume.allow_changes={list(cfg.resume.allow_changes)} but "
+                    f"'{layout.path}' holds no run to resume: a new run has nothing to allow"
+                )
             segment = Segment(layout, config, uuid.uuid4().hex[:16], 1, None, lock=lock)
         segment.resume = resume_checkpoint(layout.path)
         return segment
