@@ -100,7 +100,7 @@ def test_training_continues_from_a_constrained_checkpoint(runs: dict[str, Path])
     run_dir = runs["tiny_pythia_relu"]
     result = run_script(
         "train.py", *RUNS["tiny_pythia_relu"], *QUICK, "trainer.max_steps=8",
-        f"hydra.run.dir={run_dir}",
+        "optim.schedule_steps=6", f"hydra.run.dir={run_dir}",  # the schedule it trained with
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 8
