@@ -166,7 +166,7 @@ def check_allow_changes(allow: Iterable[str], config: Mapping[str, Any]) -> list
                 f"resume.allow_changes: '{key}' is not a key of the training config "
                 "(name keys like optim.lr, data.batch_size)"
             )
-        if kind_of(key) == "defining" or any(_under(d, [key]) for d in DEFINING):
+        if kind_of(key) == "defining":
             raise UserError(
                 f"resume.allow_changes: '{key}' defines the run (model, constraint, dataset, "
                 "seed): a run with another one is a new run; use another hydra.run.dir"
