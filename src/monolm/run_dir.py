@@ -37,6 +37,7 @@ PERIODIC_CHECKPOINT_NAME = "step-{step:07d}"  # ModelCheckpoint's filename patte
 EVAL_RECORD = "eval.json"
 ATTACK_RECORD = "attack.json"
 ATTACK_EXAMPLES = "examples.jsonl"
+ATTACK_AUDIT = "audit.jsonl"  # attack.audit: the exhaustive single-flip audit, per example
 TRIGGERS_RECORD = "triggers.json"
 TRANSFER_RECORD = "transfer.json"
 TRANSFER_DIR = "transfer"

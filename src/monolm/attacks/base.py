@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig
 from transformers import PreTrainedTokenizerBase
 
+from monolm.attacks.config import AuditSettings
 from monolm.attacks.examples import AttackExample, ExampleSettings
 from monolm.attacks.objective import Objective
 from monolm.attacks.vocabulary import CandidateVocabulary
@@ -42,9 +43,11 @@ class AttackSettings:
     rouge_floor: float = 5.0
     nll_floor: float = 0.05
     transfer_to: list[str] = field(default_factory=list)  # run dirs or models to replay on
+    audit: AuditSettings = field(default_factory=AuditSettings)  # off unless examples > 0
 
     def check(self) -> None:
         """Raise UserError naming the first value out of range; options extend it."""
+        self.audit.check()
         for key in ("success_threshold", "nll_success_threshold", "rouge_floor", "nll_floor"):
             if not getattr(self, key) >= 0:
                 raise UserError(f"attack.{key}={getattr(self, key)} must be >= 0")

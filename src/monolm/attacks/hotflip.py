@@ -8,6 +8,10 @@ gradient per beam and stops when no candidate raises the loss; the random contro
 uniformly drawn candidates and keeps drawing until it has spent its query budget (by default the
 most HotFlip could spend with the same settings, or exactly what a HotFlip run spent on each
 example). Examples are attacked in lockstep so every gradient and scoring call is one batch.
+
+Every example records its budget curve (`curve`): `[queries spent, best loss gain so far]` after
+the clean loss and at the end of every step, so it is non-decreasing and ends at `[queries,
+gain]`, the example's totals (`gain`: the best loss found minus the clean loss).
 """
 
 from __future__ import annotations
@@ -86,17 +90,27 @@ class FlipResult:
     steps: int = 0
     done: bool = False
     positions: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+    curve: list[list[float]] = field(default_factory=list)  # [queries, best gain] per step end
 
     @property
     def best(self) -> Beam:
         return self.beams[0]
 
     @property
+    def gain(self) -> float:
+        """The best loss found minus the clean loss (>= 0: only raising flips are kept)."""
+        return self.best.loss - self.trajectory[0]
+
+    def mark(self) -> None:
+        """A budget-curve point: the queries spent so far and the best gain so far."""
+        self.curve.append([self.queries, self.gain])
+
+    @property
     def remaining(self) -> int:
         return (self.budget - self.queries) if self.budget is not None else 1 << 62
 
 
-def _start(
+def start_results(
     objective: Objective, examples: Sequence[AttackExample], budgets: Sequence[int | None]
 ) -> list[FlipResult]:
     packed = [pack(example) for example in examples]
@@ -109,41 +123,58 @@ def _start(
             example, clean, [Beam(clean.ids, loss)], [loss], budget, queries=1, positions=allowed
         )
         result.done = len(clean.body) == 0 or (budget is not None and result.remaining <= 0)
+        result.mark()
         results.append(result)
     return results
 
 
-def _flipped(beam: Beam, position: int, token: int) -> Beam:
+def flipped(beam: Beam, position: int, token: int) -> Beam:
     ids = list(beam.ids)
     old, ids[position] = ids[position], token
     return Beam(tuple(ids), float("nan"), (*beam.flips, (position, old, token)))
 
 
-def _gradient_candidates(
-    objective: Objective, active: list[FlipResult], vocab: CandidateVocabulary, top_k: int
-) -> list[list[Beam]]:
+def flip_scores(
+    objective: Objective, active: list[FlipResult], vocab: CandidateVocabulary
+) -> list[list[torch.Tensor]]:
+    """Per result and beam, the first-order score of every (position, row) [positions, rows],
+    -inf where a flip is not allowed (a fixed position, a non-candidate row, a no-op), from one
+    gradient per beam (counted as one query each)."""
     rows = [(beam.ids, r.example.target) for r in active for beam in r.beams]
     _, grads = objective.gradients(rows)
     embeddings = objective.embeddings
-    proposals, index = [], 0
+    out, index = [], 0
     for result in active:
-        mine: list[Beam] = []
+        mine = []
         for beam in result.beams:
             ids = torch.tensor(beam.ids)
-            scores = blocked(
-                first_order_scores(grads[index], ids.to(grads[index].device), embeddings),
-                vocab.mask,
-                ids,
-                result.positions,
+            mine.append(
+                blocked(
+                    first_order_scores(grads[index], ids.to(grads[index].device), embeddings),
+                    vocab.mask,
+                    ids,
+                    result.positions,
+                )
             )
             index += 1
+        result.queries += len(result.beams)
+        result.gradient_queries += len(result.beams)
+        out.append(mine)
+    return out
+
+
+def _gradient_candidates(
+    objective: Objective, active: list[FlipResult], vocab: CandidateVocabulary, top_k: int
+) -> list[list[Beam]]:
+    proposals = []
+    for result, beam_scores in zip(active, flip_scores(objective, active, vocab), strict=True):
+        mine: list[Beam] = []
+        for beam, scores in zip(result.beams, beam_scores, strict=True):
             values, flat = scores.flatten().topk(min(top_k, scores.numel()))
             for value, position_token in zip(values.tolist(), flat.tolist(), strict=True):
                 if value != float("-inf"):
                     position, token = divmod(position_token, scores.shape[1])
-                    mine.append(_flipped(beam, position, token))
-        result.queries += len(result.beams)
-        result.gradient_queries += len(result.beams)
+                    mine.append(flipped(beam, position, token))
         proposals.append(mine)
     return proposals
 
@@ -166,12 +197,12 @@ def _random_candidates(
             token = beam.ids[position]
             while token == beam.ids[position]:
                 token = int(tokens[torch.randint(len(tokens), (1,), generator=generator)])
-            mine.append(_flipped(beam, position, token))
+            mine.append(flipped(beam, position, token))
         proposals.append(mine)
     return proposals
 
 
-def _accept(
+def accept(
     result: FlipResult,
     candidates: list[Beam],
     beam_width: int,
@@ -191,6 +222,7 @@ def _accept(
         result.done = True
     if len(result.trajectory) - 1 >= flip_budget or result.remaining <= 0:
         result.done = True
+    result.mark()
 
 
 def flip_search(
@@ -211,7 +243,7 @@ def flip_search(
     if proposer == "gradient":
         budgets = [None] * len(examples)
     generator = generator or torch.Generator().manual_seed(0)
-    results = _start(objective, examples, budgets)
+    results = start_results(objective, examples, budgets)
     if settings.budget == 0:
         for result in results:
             result.done = True
@@ -236,7 +268,7 @@ def flip_search(
             for candidate in candidates:
                 candidate.loss = next(losses)
             result.queries += len(candidates)
-            _accept(result, candidates, settings.beam, proposer == "gradient", settings.budget)
+            accept(result, candidates, settings.beam, proposer == "gradient", settings.budget)
 
 
 class HotFlip(Search):
@@ -250,8 +282,28 @@ class HotFlip(Search):
     def settings_of(self, settings: Any) -> FlipSettings:
         return settings.flip
 
+    def results(
+        self,
+        settings: Any,
+        run: AttackRun,
+        proposer: str,
+        budgets: list[int] | None,
+        progress: Callable[[int], None],
+    ) -> list[FlipResult]:
+        """The search itself, one result per example (a subclass swaps the search)."""
+        return flip_search(
+            run.objective,
+            run.examples,
+            run.vocab,
+            settings,
+            proposer,
+            budgets,
+            run.generator,
+            progress,
+        )
+
     def search(
-        self, settings: FlipSettings, run: AttackRun, proposer: str, budgets: list[int] | None
+        self, settings: Any, run: AttackRun, proposer: str, budgets: list[int] | None
     ) -> AttackOutcome:
         examples = run.examples
         with tqdm(
@@ -261,16 +313,7 @@ class HotFlip(Search):
             dynamic_ncols=True,
             leave=False,
         ) as bar:
-            results = flip_search(
-                run.objective,
-                examples,
-                run.vocab,
-                settings,
-                proposer,
-                budgets,
-                run.generator,
-                bar.update,
-            )
+            results = self.results(settings, run, proposer, budgets, bar.update)
         decode = run.tokenizer.decode
         per_example = [
             {
@@ -279,6 +322,8 @@ class HotFlip(Search):
                 "query_budget": r.budget,
                 "steps": r.steps,
                 "loss_trajectory": r.trajectory,
+                "gain": r.gain,
+                "curve": r.curve,
                 "flips": [
                     {
                         "position": p,
@@ -306,7 +351,7 @@ class HotFlip(Search):
         }
         return AttackOutcome(clean, attacked, changed, per_example, info)
 
-    def recorded_budgets(self, base: Path, settings: FlipSettings, run: AttackRun) -> list[int]:
+    def recorded_budgets(self, base: Path, settings: Any, run: AttackRun) -> list[int]:
         """Per example, the queries the attack in `base` spent on it (the same examples)."""
         spent = {}
         for line in (base / ATTACK_EXAMPLES).read_text().splitlines():

@@ -3,20 +3,23 @@
 The run settings' ranges, the attack and its settings (typed, per option), the subjects (a run
 dir, a sweep dir of them, or a model), the dataset each is attacked on, the attack's own
 pre-flight checks (`Attack.check`), and the transfer targets (they exist and share the sources'
-tokenizer, since attacked inputs travel as token ids).
+tokenizer, since attacked inputs travel as token ids: compared on what decides the ids, never on
+saved truncation or padding state).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from transformers import PreTrainedTokenizerBase
 
 from monolm.attacks.base import Attack, AttackPlan, AttackSettings
 from monolm.attacks.examples import example_selection
 from monolm.config.eval_schema import check_measurement_settings
 from monolm.config.typed import at_least
-from monolm.data.tokenize import tokenizer_fingerprint
 from monolm.errors import UserError
 from monolm.subjects import (
     SubjectQuery,
@@ -78,22 +81,87 @@ def plan_attack(
     return planned
 
 
+# Parts of a fast tokenizer's state that do not decide which ids a text gets: how a call pads or
+# truncates (saved in tokenizer.json by whichever call came last) and the format version.
+_INCIDENTAL = ("truncation", "padding", "version")
+
+
+def tokenizer_identity(tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+    """What decides token ids: the model (vocabulary, merges, unknown token...), the added
+    tokens, the normaliser, pre-tokeniser, post-processor and decoder, and the special tokens
+    (strings and ids); never truncation or padding state."""
+    if tokenizer.is_fast:
+        state = json.loads(tokenizer.backend_tokenizer.to_str())
+        for key in _INCIDENTAL:
+            state.pop(key, None)
+    else:
+        state = {"class": type(tokenizer).__name__, "vocab": tokenizer.get_vocab()}
+    specials = {}
+    for name, value in tokenizer.special_tokens_map.items():
+        ids = tokenizer.convert_tokens_to_ids(value)
+        specials[name] = {"token": value, "id": ids}
+    state["special_tokens"] = specials
+    return state
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def tokenizer_difference(source: Any, target: Any, key: str = "") -> tuple[str, Any, Any] | None:
+    """The first (key path, source value, target value) where two tokenizer identities differ."""
+    if isinstance(source, dict) and isinstance(target, dict):
+        for name in sorted(source.keys() | target.keys(), key=str):
+            if name not in source or name not in target:
+                return f"{key}.{name}".lstrip("."), source.get(name), target.get(name)
+            found = tokenizer_difference(source[name], target[name], f"{key}.{name}")
+            if found is not None:
+                return found
+        return None
+    if isinstance(source, list) and isinstance(target, list):
+        for index, (a, b) in enumerate(zip(source, target, strict=False)):
+            found = tokenizer_difference(a, b, f"{key}[{index}]")
+            if found is not None:
+                return found
+        if len(source) != len(target):
+            return f"{key} (length)".lstrip("."), len(source), len(target)
+        return None
+    return None if source == target else (key.lstrip("."), source, target)
+
+
+def check_same_tokenizer(
+    source: str, source_identity: dict[str, Any], target: str, target_identity: dict[str, Any]
+) -> None:
+    """Refuse a transfer target whose tokenizer gives other ids, naming both sides and the first
+    thing that differs."""
+    found = tokenizer_difference(source_identity, target_identity)
+    if found is None:
+        return
+    where, theirs, mine = found
+    raise UserError(
+        f"attack.transfer_to: target '{target}' and source '{source}' have different tokenizers "
+        f"(first difference, {where}: source {_short(theirs)}, target {_short(mine)}); attacked "
+        "inputs are token ids, so transfer needs the same tokenizer"
+    )
+
+
 def check_transfer_targets(
-    targets: list[str], conf_dir: Path, cache_dir: str, source_fingerprints: dict[str, str]
+    targets: list[str],
+    conf_dir: Path,
+    cache_dir: str,
+    source_tokenizers: dict[str, dict[str, Any]],
 ) -> list[SubjectRef]:
-    """Every target exists and shares the sources' tokenizer (inputs travel as token ids)."""
+    """Every target exists and shares the sources' tokenizer (inputs travel as token ids);
+    `source_tokenizers`: each source's `tokenizer_identity`."""
     resolved = []
     for target in targets:
         try:
             ref = resolve_target(conf_dir, target)
         except UserError as exc:
             raise UserError(f"attack.transfer_to: {exc}") from exc
-        fingerprint = tokenizer_fingerprint(load_subject_tokenizer(ref, cache_dir))
-        for source, source_fingerprint in source_fingerprints.items():
-            if fingerprint != source_fingerprint:
-                raise UserError(
-                    f"attack.transfer_to: '{target}' has a different tokenizer from '{source}'; "
-                    "attacked inputs are token ids, so transfer needs the same tokenizer"
-                )
+        identity = tokenizer_identity(load_subject_tokenizer(ref, cache_dir))
+        for source, source_identity in source_tokenizers.items():
+            check_same_tokenizer(source, source_identity, target, identity)
         resolved.append(ref)
     return resolved

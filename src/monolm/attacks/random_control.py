@@ -1,9 +1,9 @@
-"""`attack=random`: the gradient-free control of a search attack (HotFlip or UAT).
+"""`attack=random`: the gradient-free control of a search attack (HotFlip, GCG or UAT).
 
 The mimicked search runs with uniformly drawn candidates instead of gradient-ranked ones, with
 the same settings and the same number of forward queries: with `attack.queries_from=<an
-attack.py output dir of that attack>` each example (HotFlip) or restart (UAT) gets exactly the
-queries spent there (a paired comparison); without it, the most the gradient attack could spend
+attack.py output dir of that attack>` each example (HotFlip, GCG) or restart (UAT) gets exactly
+the queries spent there (a paired comparison); without it, the most the gradient attack could spend
 with these settings. A matched control attacks what that attack attacked: the same weights (a
 run's checkpoint by its sha256), dataset, split and examples; that is checked before any weights
 load (the subject's checkpoint is hashed then), again on the weights loaded, and on the example
@@ -30,6 +30,7 @@ from monolm.attacks.base import (
     Search,
 )
 from monolm.attacks.examples import AttackExample, example_selection
+from monolm.attacks.gcg import GCGSearchSettings
 from monolm.attacks.hotflip import FlipSettings
 from monolm.attacks.triggers import TriggerSettings
 from monolm.errors import UserError
@@ -47,11 +48,13 @@ class RandomSettings(AttackSettings):
     # null: the most queries the gradient attack could spend.
     queries_from: str | None = None
     flip: FlipSettings = field(default_factory=FlipSettings)
+    gcg: GCGSearchSettings = field(default_factory=GCGSearchSettings)
     trigger: TriggerSettings = field(default_factory=TriggerSettings)
 
     def check(self) -> None:
         super().check()
         self.flip.check()
+        self.gcg.check()
         self.trigger.check()
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 from monolm.attacks.base import Attack, AttackSettings, Search
+from monolm.attacks.gcg import GCG
 from monolm.attacks.hotflip import HotFlip
 from monolm.attacks.random_control import RandomControl
 from monolm.attacks.triggers import UniversalTrigger
@@ -36,6 +37,7 @@ def register_attack(attack: Attack) -> None:
 
 register_attack(HotFlip())
 register_attack(UniversalTrigger())
+register_attack(GCG())
 register_attack(RandomControl(SEARCHES))
 
 

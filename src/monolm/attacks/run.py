@@ -22,19 +22,25 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from monolm.attacks.audit import audit_attack, check_audit
 from monolm.attacks.base import AttackOutcome, AttackPlan, AttackRun, AttackSettings
 from monolm.attacks.examples import AttackExample, ExampleSettings, build_examples
 from monolm.attacks.objective import Objective
-from monolm.attacks.outcome import aggregate, measure
-from monolm.attacks.plan import check_run_settings, check_transfer_targets, plan_attack
+from monolm.attacks.outcome import aggregate, budget_curve, measure, rate_text
+from monolm.attacks.plan import (
+    check_run_settings,
+    check_transfer_targets,
+    plan_attack,
+    tokenizer_identity,
+)
 from monolm.attacks.registry import attack_settings
 from monolm.attacks.vocabulary import candidate_vocabulary
 from monolm.config.eval_schema import BootstrapConfig, GenerationConfig
 from monolm.data.sources import split_rows
-from monolm.data.tokenize import tokenizer_fingerprint
 from monolm.inference import Placement, placement_of
 from monolm.provenance import provenance, write_json, write_jsonl
 from monolm.run_dir import (
+    ATTACK_AUDIT,
     ATTACK_EXAMPLES,
     ATTACK_RECORD,
     TRANSFER_DIR,
@@ -98,7 +104,7 @@ def _summary(aggregates: dict[str, Any]) -> dict[str, Any]:
         "success_rate": rate["mean"] if rate else None,
         "delta_nll": aggregates["delta_nll"]["mean"],
         "relative_nll": (aggregates["relative_nll"] or {}).get("mean"),
-        **{k: aggregates[k] for k in ("n", "successes", "failures", "skipped")},
+        **{k: aggregates[k] for k in ("n", "decided", "successes", "failures", "skipped")},
     }
 
 
@@ -109,17 +115,18 @@ def _safe(name: str) -> str:
 def attack(cfg: DictConfig, conf_dir: Path) -> list[Path]:
     """Attack what `cfg` names; returns the attack.json paths written."""
     kind, settings = attack_settings(cfg.attack)
+    check_audit(kind, settings)
     check_run_settings(cfg)
     placement = placement_of(cfg)
     planned = plan_attack(cfg, conf_dir, kind, settings)
     cache_dir = str(cfg.paths.cache_dir)
-    fingerprints = {}
+    tokenizers = {}
     for ref, _ in planned:  # cheap checks that need the tokenizer, before any weights load
         tokenizer = load_subject_tokenizer(ref, cache_dir)
+        tokenizers[ref.name] = tokenizer_identity(tokenizer)  # what decides ids, as loaded
         kind.check_tokenizer(settings, tokenizer)
-        fingerprints[ref.name] = tokenizer_fingerprint(tokenizer)
     targets = check_transfer_targets(
-        [str(t) for t in settings.transfer_to], conf_dir, cache_dir, fingerprints
+        [str(t) for t in settings.transfer_to], conf_dir, cache_dir, tokenizers
     )
     measurement = Measurement(
         settings,
@@ -160,6 +167,7 @@ def attack(cfg: DictConfig, conf_dir: Path) -> list[Path]:
         for row, extra in zip(rows_out, outcome.per_example, strict=True):
             row.update(extra)
         aggregates = aggregate(rows_out, measurement.bootstrap)
+        curves = outcome.info.pop("curves", None) or [r["curve"] for r in rows_out if "curve" in r]
         write_jsonl(plan.out_dir / ATTACK_EXAMPLES, rows_out)
         payload: dict[str, Any] = {
             **provenance(OmegaConf.to_container(cfg, resolve=True), int(cfg.seed)),
@@ -180,9 +188,21 @@ def attack(cfg: DictConfig, conf_dir: Path) -> list[Path]:
             "candidate_vocabulary": vocab.summary(),
             "conventions": _conventions(settings, measurement.bootstrap, plan.family),
             "metrics": aggregates,
+            "success_rate_text": rate_text(aggregates, settings, plan.family),
+            "budget_curve": budget_curve(curves, measurement.bootstrap),
             "examples_file": ATTACK_EXAMPLES,
         }
-        cells = {ref.name: {**_summary(aggregates), "subject": subject.record()}}
+        if settings.audit.examples > 0:  # after the attack and its measurement: changes neither
+            payload["audit"], audit_rows = audit_attack(kind, settings, run, outcome)
+            payload["audit"]["file"] = ATTACK_AUDIT
+            write_jsonl(plan.out_dir / ATTACK_AUDIT, audit_rows)
+        cells = {
+            ref.name: {
+                **_summary(aggregates),
+                "success_rate_text": payload["success_rate_text"],
+                "subject": subject.record(),
+            }
+        }
         del objective, subject, run
         gc.collect()
         cells.update(
@@ -205,10 +225,10 @@ def attack(cfg: DictConfig, conf_dir: Path) -> list[Path]:
         write_json(path, payload)
         written.append(path)
         log.info(
-            "%s on %s: success rate %s, delta NLL %.4g nats/token",
+            "%s on %s: %s, delta NLL %.4g nats/token",
             settings.name,
             ref.name,
-            cells[ref.name]["success_rate"],
+            payload["success_rate_text"],
             cells[ref.name]["delta_nll"],
         )
     if targets:
@@ -242,8 +262,12 @@ def _transfer(
             row["source_status"] = source_row["status"]
         file = plan.out_dir / TRANSFER_DIR / examples_file(_safe(target.name))
         write_jsonl(file, target_rows)
+        target_aggregates = aggregate(target_rows, measurement.bootstrap)
+        text = rate_text(target_aggregates, measurement.settings, plan.family)
+        log.info("transfer %s -> %s: %s", source.name, target.name, text)
         cells[target.name] = {
-            **_summary(aggregate(target_rows, measurement.bootstrap)),
+            **_summary(target_aggregates),
+            "success_rate_text": text,
             "examples_file": str(file.relative_to(plan.out_dir)),
             "subject": other.record(),
         }

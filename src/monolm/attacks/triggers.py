@@ -9,6 +9,14 @@ right, keeping a beam of the best triggers (the current trigger competes too). R
 start from random candidate tokens; the restart with the highest loss over all optimisation
 examples wins. The random control runs the same search with candidates drawn uniformly and the
 same number of queries.
+
+Budget curves: the clean loss of every optimisation example is scored once per search (counted
+apart from the restarts, as `clean_queries`, so the restarts' budgets are unchanged); each
+restart records `curve`, `[queries spent in the restart, best batch gain so far]` at the end of
+every step, the batch gain being the step's batch loss with the trigger minus those examples'
+clean loss (a running maximum: non-decreasing), ending at the restart's queries and `best_gain`;
+`optimization_gain` is the final trigger's gain over every optimisation example, which can be
+lower than the best batch estimate.
 """
 
 from __future__ import annotations
@@ -97,6 +105,9 @@ class Restart:
     steps: int = 0
     queries: int = 0
     gradient_queries: int = 0
+    curve: list[list[float]] = field(default_factory=list)  # [queries, best batch gain] per step
+    best_gain: float = float("nan")  # the best batch gain (the curve's last value)
+    optimization_gain: float = float("nan")  # optimization_loss - the clean mean loss
 
 
 def _rows(
@@ -199,8 +210,10 @@ def _one_restart(
     budget: int | None,
     generator: torch.Generator,
     progress: Callable[[int], None] | None,
+    clean: Sequence[float],
 ) -> Restart:
     restart = Restart(index, initial)
+    best_gain = float("-inf")
     trigger = initial
     batch_size = min(settings.batch_size, len(optimization))
     final_cost = len(optimization)
@@ -212,7 +225,8 @@ def _one_restart(
             break  # not enough left for a loss and one candidate on a batch
         if len(order) < batch_size:
             order += torch.randperm(len(optimization), generator=generator).tolist()
-        batch = [optimization[i] for i in order[:batch_size]]
+        picked = order[:batch_size]
+        batch = [optimization[i] for i in picked]
         order = order[batch_size:]
         if proposer == "gradient":
             loss, candidates = _gradient_candidates(objective, batch, trigger, settings, vocab)
@@ -227,6 +241,8 @@ def _one_restart(
         )
         restart.batch_losses.append(loss)
         restart.steps += 1
+        best_gain = max(best_gain, loss - _mean([clean[i] for i in picked]))
+        restart.curve.append([restart.queries, best_gain])
         if progress:
             progress(1)
     restart.trigger = trigger
@@ -234,6 +250,9 @@ def _one_restart(
         objective.losses(_rows(optimization, trigger, settings.position))
     )
     restart.queries += final_cost
+    restart.optimization_gain = restart.optimization_loss - _mean(clean)
+    restart.best_gain = best_gain if restart.curve else restart.optimization_gain
+    restart.curve.append([restart.queries, restart.best_gain])
     return restart
 
 
@@ -254,6 +273,7 @@ def trigger_search(
     if proposer == "random" and budgets is None:
         budgets = [max_trigger_queries(settings, len(optimization))] * settings.restarts
     generator = generator or torch.Generator().manual_seed(0)
+    clean = objective.losses(_rows(optimization, (), settings.position))
     restarts = []
     for index in range(settings.restarts):
         start = (
@@ -278,6 +298,7 @@ def trigger_search(
                 budget,
                 generator,
                 progress,
+                clean,
             )
         )
     return restarts
@@ -383,6 +404,8 @@ class UniversalTrigger(Search):
             "best_restart": best.index,
             "queries_total": sum(r.queries for r in restarts),
             "queries_per_restart": [r.queries for r in restarts],
+            "clean_queries": len(optimization),  # the clean losses the curves' gains start from
+            "curves": [r.curve for r in restarts],  # per restart (attack.py: budget_curve)
             "gradient_queries_total": sum(r.gradient_queries for r in restarts),
             "triggers_file": TRIGGERS_RECORD,
         }
