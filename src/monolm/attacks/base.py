@@ -91,6 +91,9 @@ class AttackOutcome:
     per_example: list[dict[str, Any]]  # extra fields of each example row (queries, flips...)
     info: dict[str, Any]  # the attack's summary in attack.json
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # file name -> JSON
+    # In memory only, never written: what the audit (attacks/audit.py) re-reads (UAT: the
+    # optimisation examples and the restarts).
+    memory: dict[str, Any] = field(default_factory=dict)
 
 
 class Attack(ABC):

@@ -16,10 +16,11 @@ from monolm.config.typed import at_least
 
 @dataclass
 class AuditSettings:
-    """`attack.audit` (every attack option has it): the exhaustive single-flip audit of the
-    flip searches (attacks/audit.py), run after the attack on its first `examples` examples."""
+    """`attack.audit` (every attack option has it): the exhaustive audit (attacks/audit.py) of
+    HotFlip, GCG, UAT and their random controls, run after the attack on its first `examples`
+    examples (UAT: restarts)."""
 
-    examples: int = 0  # 0: off
+    examples: int = 0  # 0: off; UAT: restarts audited
     batch_size: int | None = None  # sequences per forward pass; null: the run's batch_size
 
     def check(self) -> None:

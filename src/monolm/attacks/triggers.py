@@ -108,6 +108,12 @@ class Restart:
     curve: list[list[float]] = field(default_factory=list)  # [queries, best batch gain] per step
     best_gain: float = float("nan")  # the best batch gain (the curve's last value)
     optimization_gain: float = float("nan")  # optimization_loss - the clean mean loss
+    # The first step, for the audit (attacks/audit.py): its batch (indices into the optimisation
+    # examples), the token at trigger position 0 after that step's position-0 stage (the initial
+    # one if no candidate beat it) and the candidates that stage scored.
+    first_batch: list[int] = field(default_factory=list)
+    first_position_token: int | None = None
+    first_position_scored: int = 0
 
 
 def _rows(
@@ -133,13 +139,16 @@ def _scored(
     return [_mean(losses[i * n : (i + 1) * n]) for i in range(len(triggers))]
 
 
-def _gradient_candidates(
+def trigger_scores(
     objective: Objective,
     batch: Sequence[AttackExample],
     trigger: tuple[int, ...],
     settings: TriggerSettings,
     vocab: CandidateVocabulary,
-) -> tuple[float, list[list[int]]]:
+) -> tuple[float, torch.Tensor]:
+    """The batch's mean loss and the first-order score [length, rows] of every token at every
+    trigger position from the embedding gradient averaged over the batch (-inf: not a candidate
+    or the token already there); one gradient pass over the batch."""
     rows = _rows(batch, trigger, settings.position)
     losses, grads = objective.gradients(rows)
     spans = [pack(e, trigger, settings.position).trigger for e in batch]
@@ -147,13 +156,25 @@ def _gradient_candidates(
         [g[span.start : span.stop] for g, span in zip(grads, spans, strict=True)]
     ).mean(0)
     ids = torch.tensor(trigger, device=averaged.device)
-    scores = blocked(first_order_scores(averaged, ids, objective.embeddings), vocab.mask, ids)
+    return _mean(losses), blocked(
+        first_order_scores(averaged, ids, objective.embeddings), vocab.mask, ids
+    )
+
+
+def _gradient_candidates(
+    objective: Objective,
+    batch: Sequence[AttackExample],
+    trigger: tuple[int, ...],
+    settings: TriggerSettings,
+    vocab: CandidateVocabulary,
+) -> tuple[float, list[list[int]]]:
+    loss, scores = trigger_scores(objective, batch, trigger, settings, vocab)
     top = scores.topk(min(settings.top_k, scores.shape[1]), dim=1)
     candidates = [
         [t for t, v in zip(row_ids, row_values, strict=True) if v != float("-inf")]
         for row_ids, row_values in zip(top.indices.tolist(), top.values.tolist(), strict=True)
     ]
-    return _mean(losses), candidates
+    return loss, candidates
 
 
 def _random_candidates(
@@ -189,13 +210,15 @@ def _beam_over_positions(
         )
         if budget is not None:
             expansions = expansions[: max(0, (budget - restart.queries) // len(batch))]
-        if not expansions:
-            continue
-        losses = _scored(objective, batch, expansions, settings.position)
-        restart.queries += len(expansions) * len(batch)
-        pool = dict(beams)
-        pool.update(zip(expansions, losses, strict=True))
-        beams = sorted(pool.items(), key=lambda item: item[1], reverse=True)[: settings.beam]
+        if expansions:
+            losses = _scored(objective, batch, expansions, settings.position)
+            restart.queries += len(expansions) * len(batch)
+            pool = dict(beams)
+            pool.update(zip(expansions, losses, strict=True))
+            beams = sorted(pool.items(), key=lambda item: item[1], reverse=True)[: settings.beam]
+        if position == 0 and restart.steps == 0:  # the first step's position-0 stage
+            restart.first_position_token = beams[0][0][0]
+            restart.first_position_scored = len(expansions)
     return beams[0]
 
 
@@ -227,6 +250,8 @@ def _one_restart(
             order += torch.randperm(len(optimization), generator=generator).tolist()
         picked = order[:batch_size]
         batch = [optimization[i] for i in picked]
+        if restart.steps == 0:
+            restart.first_batch = list(picked)
         order = order[batch_size:]
         if proposer == "gradient":
             loss, candidates = _gradient_candidates(objective, batch, trigger, settings, vocab)
@@ -356,6 +381,18 @@ class UniversalTrigger(Search):
         optimization, _ = build_examples(
             rows, plan.dataset, tokenizer, plan.family, run.example_settings
         )
+        return self.search_on(settings, run, optimization, proposer, budgets)
+
+    def search_on(
+        self,
+        settings: TriggerSettings,
+        run: AttackRun,
+        optimization: list[AttackExample],
+        proposer: str,
+        budgets: list[int] | None,
+    ) -> AttackOutcome:
+        """The search on these optimisation examples (`search` builds them from the split)."""
+        plan, tokenizer = run.plan, run.tokenizer
         initial = (trigger_init_id(tokenizer, settings.init),) * settings.length
         total = settings.restarts * settings.steps if proposer == "gradient" else None
         with tqdm(
@@ -416,6 +453,7 @@ class UniversalTrigger(Search):
             per_example=[{"trigger_ids": list(best.trigger)} for _ in examples],
             info=info,
             records={TRIGGERS_RECORD: record},
+            memory={"optimization": optimization, "restarts": restarts},
         )
 
     def recorded_budgets(self, base: Path, settings: TriggerSettings, run: AttackRun) -> list[int]:
