@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from monolm.attacks.examples import causal_lm_example, pack, seq2seq_example
+from monolm.attacks.gcg import GCGSearchSettings, gcg_search
 from monolm.attacks.hotflip import FlipSettings, flip_search
 from monolm.attacks.objective import Objective
 from monolm.attacks.triggers import TriggerSettings, best_restart, trigger_search
@@ -95,6 +96,27 @@ def test_hotflip_raises_the_loss_more_than_random_flips_with_the_same_queries(
     assert all(c.queries <= s for c, s in zip(control, spent, strict=True))
     gain = _mean(r.best.loss - r.trajectory[0] for r in hotflip)
     random_gain = _mean(r.best.loss - r.trajectory[0] for r in control)
+    assert gain > random_gain > 0, (gain, random_gain)
+
+
+@pytest.mark.parametrize("name", ["t5", "pythia"])
+def test_gcg_raises_the_loss_more_than_random_flips_with_the_same_queries(
+    runs: dict[str, Path], name: str
+) -> None:
+    run = load_run(runs[name])
+    examples = _examples(run, _validation(run.config.dataset.bundled, 8))
+    objective = Objective(run.model, run.transform, run.tokenizer.pad_token_id, 32)
+    vocab = candidate_vocabulary(run.tokenizer, run.model.get_input_embeddings().weight.shape[0])
+    settings = GCGSearchSettings(budget=3, steps=3, top_k=8, candidates=8)
+    found = gcg_search(
+        objective, examples, vocab, settings, generator=torch.Generator().manual_seed(0)
+    )
+    spent = [r.queries for r in found]
+    control = gcg_search(objective, examples, vocab, settings, "random", spent,
+                         torch.Generator().manual_seed(0))  # fmt: skip
+    assert all(c.queries <= s for c, s in zip(control, spent, strict=True))
+    gain = _mean(r.gain for r in found)
+    random_gain = _mean(r.gain for r in control)
     assert gain > random_gain > 0, (gain, random_gain)
 
 
