@@ -27,7 +27,7 @@ forward passes) takes ~26 s on 2 CPU cores, so every audited setting costs --exa
     python benchmarks/attack_audit.py [--out outputs/bench/attack_audit] [--runs-dir DIR]
         [--models tiny_pythia tiny_t5] [--constraints none monotonic] [--examples 8]
         [--gcg 16x16 16x64 64x16 64x64] [--no-hotflip] [--steps 300] [--seq2seq-max-length 64]
-        [--audit-controls] [--skip-existing] [--json FILE]
+        [--audit-controls] [--audit-first-only] [--skip-existing] [--json FILE]
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def attack(run_dir: Path, out: Path, label: str, extra: list[str], args: argpars
     name = extra[0].split("=", 1)[1]
     base = out / "attacks" / run_dir.name
     attack_dir, control_dir = base / label, base / f"random-{label}"
-    audited = f"attack.audit.examples={args.examples}"
+    audit_this = not args.audit_first_only or label == args.first_label
+    audited = f"attack.audit.examples={args.examples if audit_this else 0}"
     control_audit = f"attack.audit.examples={args.examples if args.audit_controls else 0}"
     payloads = []
     for directory, cmd in (
@@ -161,7 +162,33 @@ def row(run: str, label: str, hit: dict[str, Any], control: dict[str, Any]) -> d
         "random_success_rate": rates[1],
         "audit_seconds_per_example": seconds["mean"] if seconds else None,
         "forward_passes_per_example": (stat(audit, "forward_passes") or {}).get("mean"),
+        "grid": audit.get("grid"),
     }
+
+
+def print_grids(rows: list[dict[str, Any]]) -> None:
+    """Per run (one table: the grid depends only on the run and the examples), the expected
+    first-step ratio to the optimum of HotFlip at each top_k, GCG at each top_k x B, and the
+    random control at 1 + B queries (attacks/audit.py `search_grid`)."""
+    seen = set()
+    for r in rows:
+        grid = r.get("grid")
+        if not grid or r["run"] in seen:
+            continue
+        seen.add(r["run"])
+        bs = grid["candidates"]
+        print(
+            f"\n{r['run']}: expected first-step ratio to the optimum ({grid['examples']} examples)"
+        )
+        print(
+            "| top_k | hotflip (1 + top_k queries) | " + " | ".join(f"gcg B={b}" for b in bs) + " |"
+        )
+        print("|---" * (2 + len(bs)) + "|")
+        for k, hot, gcg in zip(grid["top_k"], grid["hotflip"], grid["gcg"], strict=True):
+            print(f"| {k} | {hot:.2f} | " + " | ".join(f"{x:.2f}" for x in gcg) + " |")
+        print(
+            "| random, 1 + B queries | | " + " | ".join(f"{x:.2f}" for x in grid["random"]) + " |"
+        )
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -214,6 +241,12 @@ def main() -> None:
         help="audit the random controls too (their own first-step ratio; doubles "
         "the audit cost; random's exact expected ratio comes from the attack's audit)",
     )
+    parser.add_argument(
+        "--audit-first-only",
+        action="store_true",
+        help="audit only the first setting per run (its `grid` gives every setting's expected "
+        "first-step ratio from the same table); the others still run with their controls",
+    )
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seq2seq-max-length", type=int, default=64)
     parser.add_argument(
@@ -236,6 +269,7 @@ def main() -> None:
                 ["attack=gcg", f"attack.gcg.candidates={b}", f"attack.gcg.top_k={k}"],
             )
         )
+    args.first_label = settings[0][0]
     rows = []
     for model in args.models:
         for constraint in args.constraints:
@@ -247,6 +281,7 @@ def main() -> None:
                     args.json.write_text(json.dumps(rows, indent=1))
     print()
     print_table(rows)
+    print_grids(rows)
     print(json.dumps({"rows": len(rows), "out": str(out)}))
 
 

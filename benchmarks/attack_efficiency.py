@@ -3,11 +3,15 @@
 For each model (tiny_t5 on the bundled tiny_summarization validation articles, tiny_pythia on the
 bundled tiny_lm validation texts), in one process:
 
-1. HotFlip (gradient proposer, `flip_search`: --examples examples, budget 5, top_k 20) and UAT
+1. HotFlip (gradient proposer, `flip_search`: --examples examples, budget 5, top_k 20), GCG
+   (`gcg_search`: attack=gcg's top_k 64 and B 256 candidates per step, 4 steps, budget 5), UAT
    (gradient proposer, `trigger_search`: length 6, top_k 20, 1 restart, 4 steps, batches of 8,
-   optimised on the same examples), each run with a fresh `Objective`. Wall time of the whole
-   search; `Objective.model_seconds` (time inside model forward/backward calls, loss included);
-   share = model_seconds / wall. Target: share >= 0.80.
+   optimised on the same examples) and the audit (`attack.audit`'s `flip_table`: every single
+   flip of the first --audit-examples examples, once, not repeated), each run with a fresh
+   `Objective`. Wall time of the whole search; `Objective.model_seconds` (time inside model
+   forward/backward calls, loss included); share = model_seconds / wall. Targets: share >= 0.80
+   (HotFlip, UAT), >= 0.90 (GCG and the audit: hundreds of candidates per forward); the audit
+   row's `forward_passes_per_example` and `per_example_s` are its cost per audited example.
 2. Candidates scored per second, (queries - gradient_queries) / wall, against a reference
    measured in the same run: the plain batched forward, `model(input_ids, attention_mask, ...)`
    inside `Objective.inference()` (the same context the attack's scoring runs in: eval and
@@ -30,12 +34,15 @@ examples are cut with attack.py's defaults (`ExampleSettings`: 128 context + 32 
 tokens, at least 16 of context).
 `--gpu-sizes` (CUDA only) instead builds t5_small- and pythia_1.4b-sized models with random
 weights (the published shapes, or the config of a local copy named by `model.name_or_path=`)
-and records per-example HotFlip seconds (and the same figures) on random-token inputs (seq2seq
-256 input / 64 target tokens; causal 96 context + 32 continuation): no tokenizer, no download.
+and records per-example HotFlip and GCG seconds (and the same figures; the audit only with
+--audit-examples, ~vocabulary x input tokens forward passes per example) on random-token inputs
+(seq2seq 256 input / 64 target tokens; causal 96 context + 32 continuation): no tokenizer, no
+download.
 
     python benchmarks/attack_efficiency.py [--models tiny_t5 tiny_pythia] [--examples 16]
         [--repeats 3] [--batch-size 32] [--device auto|cpu|cuda] [--precision auto|32|bf16]
-        [--constraint none|monotonic] [--threads N] [--profile] [--gpu-sizes] [overrides...]
+        [--constraint none|monotonic] [--threads N] [--audit-examples 1] [--profile] [--gpu-sizes]
+        [overrides...]
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from transformers import AutoConfig, PreTrainedModel
 
+from monolm.attacks.audit import flip_table
 from monolm.attacks.config import AttackRunConfig
 from monolm.attacks.examples import (
     AttackExample,
@@ -65,6 +73,7 @@ from monolm.attacks.examples import (
     pack,
     seq2seq_example,
 )
+from monolm.attacks.gcg import GCGSearchSettings, gcg_search
 from monolm.attacks.hotflip import FlipSettings, flip_search
 from monolm.attacks.objective import IGNORE, Objective, Row
 from monolm.attacks.triggers import TriggerSettings, trigger_search
@@ -76,7 +85,9 @@ from monolm.inference import DEVICES, PRECISIONS, Placement
 from monolm.models.loading import load_model, load_model_config, load_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
-TARGET_SHARE = 0.80
+TARGET_SHARE = {"hotflip": 0.80, "uat": 0.80, "gcg": 0.90, "audit": 0.90}
+# GCG as attack=gcg's defaults (top_k 64, B 256), 4 steps to keep the run short.
+GCG_SETTINGS = GCGSearchSettings(budget=5, steps=4, top_k=64, candidates=256)
 # Published shapes (used unless model.name_or_path= names a local copy); random init.
 GPU_SIZES: dict[str, dict[str, Any]] = {
     "t5_small": dict(
@@ -185,6 +196,11 @@ def run_attack(
     start = time.perf_counter()
     if kind == "hotflip":
         flip_search(objective, examples, vocab, FlipSettings(budget=5, top_k=20, beam=1))
+    elif kind == "gcg":
+        gcg_search(objective, examples, vocab, GCG_SETTINGS)
+    elif kind == "audit":
+        for example in examples:
+            flip_table(objective, example, vocab)
     else:
         settings = TriggerSettings(length=6, top_k=20, restarts=1, steps=4, batch_size=8)
         trigger_search(objective, examples, vocab, settings, (initial,) * settings.length)
@@ -279,25 +295,29 @@ def measure(
     out = []
     for kind in kinds:
         runs, refs = [], []
-        for _ in range(args.repeats):
+        # the audit scores every single flip: one pass over --audit-examples examples
+        subset = examples[: args.audit_examples] if kind == "audit" else examples
+        for _ in range(1 if kind == "audit" else args.repeats):
             objective = make()
-            runs.append(run_attack(kind, objective, examples, vocab, initial))
+            runs.append(run_attack(kind, objective, subset, vocab, initial))
             largest = max(objective.calls, key=len)  # the same call in every (seeded) run
             batches = plain_batches(model, largest, args.batch_size, pad_id, objective.device)
             refs.append(reference_rate(model, objective, batches))
         if args.profile:
             profiler = cProfile.Profile()
-            profiler.runcall(run_attack, kind, make(), examples, vocab, initial)
+            profiler.runcall(run_attack, kind, make(), subset, vocab, initial)
             print(f"--- cProfile: {name} {kind} (top 15 by own time)")
             pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
         row = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
         row.update(
-            model=name, attack=kind, examples=len(examples), ref_seq_per_s=statistics.median(refs)
+            model=name, attack=kind, examples=len(subset), ref_seq_per_s=statistics.median(refs)
         )
         row["ratio_to_reference"] = row["candidates_per_s"] / row["ref_seq_per_s"]
         row["scoring_ratio"] = row["candidates_per_scoring_s"] / row["ref_seq_per_s"]
-        row["per_example_s"] = row["wall_s"] / len(examples)
-        row["target_met"] = row["share"] >= TARGET_SHARE
+        row["per_example_s"] = row["wall_s"] / len(subset)
+        row["forward_passes_per_example"] = row["candidates"] / len(subset)
+        row["target_share"] = TARGET_SHARE[kind]
+        row["target_met"] = row["share"] >= TARGET_SHARE[kind]
         out.append(row)
         print(
             f"{name} {kind}: share {row['share']:.3f}  cand/s {row['candidates_per_s']:,.0f}  "
@@ -322,11 +342,20 @@ def main() -> None:
     )
     parser.add_argument("--constraint", choices=["none", "monotonic"], default="none")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--audit-examples",
+        type=int,
+        default=None,
+        help="examples whose every single flip is scored (attack.audit's cost); 0: no audit; "
+        "default 1, with --gpu-sizes 0",
+    )
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--gpu-sizes", action="store_true")
     parser.add_argument("overrides", nargs="*", help="train.py config overrides")
     args = parser.parse_args()
     args.placement = Placement(args.device, args.precision)
+    if args.audit_examples is None:
+        args.audit_examples = 0 if args.gpu_sizes else 1
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda but no CUDA device is visible")
     device = args.placement.torch_device
@@ -374,7 +403,8 @@ def main() -> None:
         transform = build_constraint(cfg.constraint)
         transform.apply(model, cfg.model)
         model.to(device).eval()
-        kinds = ("hotflip",) if args.gpu_sizes else ("hotflip", "uat")
+        kinds = ["hotflip", "gcg"] if args.gpu_sizes else ["hotflip", "gcg", "uat"]
+        kinds += ["audit"] if args.audit_examples > 0 else []
         rows += measure(name, model, transform, pad_id, examples, vocab, initial, args, kinds)
         del model
     print(

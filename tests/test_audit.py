@@ -443,3 +443,59 @@ def test_the_audit_covers_hotflip_gcg_uat_and_their_random_controls() -> None:
             settings.mimic = mimic
         check_audit(kind, settings)
         assert audited_search(kind, settings)[0] == (mimic or name)
+
+
+def test_the_settings_grid_is_what_hotflip_and_gcgs_own_samplers_get_from_the_table() -> None:
+    """`search_grid`: HotFlip's entry is the best positive gain among the top_k flips by
+    first-order score (brute force); GCG's entry is what its own sampler (`gcg._sampled`, seeded)
+    gets on average from B draws among each position's top_k, within the CI."""
+    from monolm.attacks.audit import FlipTable, search_grid
+    from monolm.attacks.gcg import GCGSearchSettings, _sampled
+
+    ids = (1, 7, 8, 5, 3, 2)
+    body = range(1, 5)
+    flips = {  # (position, token): (first-order score, true gain)
+        (1, 3): (0.1, 0.9),
+        (1, 8): (0.5, -0.5),
+        (2, 3): (0.3, 0.4),
+        (2, 7): (0.2, 1.0),
+        (3, 3): (-1.0, 2.0),  # the optimum ranks last at its position
+        (3, 7): (0.9, 1.6),
+        (3, 8): (0.0, 1.2),
+        (4, 7): (2.0, -0.2),  # the first-order best lowers the loss
+        (4, 8): (0.4, 0.6),
+    }
+    keys = list(flips)
+    table = FlipTable(
+        ids,
+        0.0,
+        np.array([p for p, _ in keys]),
+        np.array([t for _, t in keys]),
+        np.array([flips[k][0] for k in keys], dtype=np.float64),
+        np.array([flips[k][1] for k in keys], dtype=np.float64),
+        len(body),
+    )
+    top_ks, candidates = (1, 2, 3), (1, 2, 4)
+    grid = search_grid(table, top_ks, candidates)
+    by_score = sorted(keys, key=lambda k: -flips[k][0])
+    for i, k in enumerate(top_ks):
+        best = max(0.0, *(flips[key][1] for key in by_score[:k]))
+        assert grid["hotflip"][i] == pytest.approx(best / 2.0)
+    scores = torch.full((len(ids), 40), float("-inf"))
+    for (position, token), (score, _) in flips.items():
+        scores[position, token] = score
+    generator = torch.Generator().manual_seed(3)
+    result = _result_for(ids, body)
+    for i, k in enumerate(top_ks):
+        for j, b in enumerate(candidates):
+            settings = GCGSearchSettings(top_k=k, candidates=b)
+            draws = []
+            for _ in range(4000):
+                beams = _sampled(result, scores, settings, generator)
+                gains = (flips[beam.flips[0][0], beam.flips[0][2]][1] for beam in beams)
+                draws.append(max(0.0, *gains))
+            mean = float(np.mean(draws)) / 2.0
+            # nine cells: each at 99.9% (Bonferroni), so the test as a whole at 99%
+            half = 3.29 * float(np.std(draws, ddof=1)) / 2.0 / math.sqrt(len(draws)) + 1e-12
+            assert abs(mean - grid["gcg"][i][j]) <= half, (k, b)
+    assert grid["gcg"][0][0] < grid["gcg"][2][2]  # more tokens and more draws find more

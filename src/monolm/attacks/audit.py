@@ -102,6 +102,7 @@ __all__ = [
     "FlipTable",
     "TriggerTable",
     "audit_attack",
+    "audit_text",
     "check_audit",
     "flip_table",
     "trigger_table",
@@ -410,9 +411,76 @@ def audit_row(
             "random_expected_gain": random_gain,
             "random_expected_ratio": _ratio(random_gain, optimum),
             "random_expected_ratio_uniform": _ratio(uniform_gain, optimum),
+            "grid": search_grid(table),
         }
     )
     return row
+
+
+GRID_TOP_K = (1, 4, 16, 64, 256, 1024)
+GRID_CANDIDATES = (16, 64, 256, 1024)
+
+
+def search_grid(
+    table: FlipTable,
+    top_ks: Sequence[int] = GRID_TOP_K,
+    candidates: Sequence[int] = GRID_CANDIDATES,
+) -> dict[str, Any]:
+    """Each search's expected first-step ratio to the optimum at other settings, exactly, from
+    the same table (no more forward passes): how the defaults were chosen (benchmarks/RESULTS.md).
+
+    - `hotflip[i]`: HotFlip with top_k = GRID_TOP_K[i] re-scores the top_k flips by first-order
+      score and keeps the best if it raises the loss: max(0, best of them) / optimum (exact;
+      first-order ties broken by table order).
+    - `gcg[i][j]`: GCG with top_k = GRID_TOP_K[i], B = GRID_CANDIDATES[j]: B independent draws,
+      a position uniform over those with a candidate, then a token uniform over its top_k;
+      E[max(0, best drawn)] / optimum (exact, `expected_max_with_replacement`). Its queries:
+      1 + the distinct draws, at most 1 + B. (The grid's settings are GRID_TOP_K x
+      GRID_CANDIDATES in attack.json; GCG's own sampler is `gcg._sampled`.)
+    - `random[j]`: the matched random control with 1 + B queries (`expected_max_distinct`):
+      what GCG's control can spend on that step, so it is never short-changed.
+    """
+    gains = np.maximum(table.gains, 0.0)
+    optimum = float(table.gains.max()) if len(gains) else 0.0
+    out: dict[str, Any] = {"top_k": list(top_ks), "candidates": list(candidates)}
+    if optimum <= 0:
+        return {**out, "hotflip": None, "gcg": None, "random": None}
+    order = np.argsort(-table.first_order, kind="stable")
+    best_so_far = np.maximum.accumulate(gains[order])
+    out["hotflip"] = [float(best_so_far[min(k, len(order)) - 1]) / optimum for k in top_ks]
+    # each flip's rank among its position's tokens by first-order score (0 = best)
+    by_position = np.lexsort((-table.first_order, table.positions))
+    starts = np.searchsorted(table.positions[by_position], table.positions[by_position], "left")
+    rank = np.empty(len(gains), dtype=np.int64)
+    rank[by_position] = np.arange(len(gains)) - starts
+    per_position = np.bincount(table.positions)
+    sampled = int(np.count_nonzero(per_position))
+    grid = []
+    for k in top_ks:
+        pool = rank < k
+        kept = np.minimum(per_position[table.positions[pool]], k)
+        weights = 1.0 / (sampled * kept.astype(np.float64))
+        grid.append(
+            [expected_max_with_replacement(gains[pool], weights, b) / optimum for b in candidates]
+        )
+    out["gcg"] = grid
+    weights = table.draw_weights()
+    out["random"] = [
+        expected_max_distinct(gains, weights, min(1 + b, len(gains))) / optimum for b in candidates
+    ]
+    return out
+
+
+def aggregate_grid(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The grid's mean over the examples that have one."""
+    grids = [r["grid"] for r in rows if r.get("grid") and r["grid"].get("hotflip") is not None]
+    if not grids:
+        return None
+    out = {key: grids[0][key] for key in ("top_k", "candidates")}
+    for key in ("hotflip", "gcg", "random"):
+        out[key] = np.mean([g[key] for g in grids], axis=0).tolist()
+    out["examples"] = len(grids)
+    return out
 
 
 def gcg_optimum_sampling(
@@ -464,6 +532,9 @@ def aggregate_audit(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             else None
         )
     out["optimum_in_top_k"] = sum(bool(r.get("optimum_in_top_k")) for r in rows)
+    grid = aggregate_grid(rows)
+    if grid is not None:
+        out["grid"] = grid
     return out
 
 
@@ -748,6 +819,25 @@ def audit_examples(
     return rows
 
 
+def audit_text(summary: dict[str, Any]) -> str:
+    """One console line: how close the first step came to the optimum, against random."""
+
+    def mean(key: str) -> str:
+        value = summary.get(key)
+        return "n/a" if not value else f"{value['mean']:.2f}"
+
+    ratio = summary.get("first_step_ratio")
+    low = f" (min {ratio['min']:.2f})" if ratio else ""
+    return (
+        f"audit of {summary['search']} on {summary['examples']} "
+        f"{'restarts' if summary['kind'] == 'trigger' else 'examples'}: first step reaches "
+        f"{mean('first_step_ratio')}{low} of the exhaustive single-change optimum, random at "
+        f"equal queries {mean('random_expected_ratio')} (exact); first-order vs true gain "
+        f"Spearman {mean('spearman')}; optimum among the first step's candidates in "
+        f"{summary['optimum_in_top_k']}/{summary['examples']}"
+    )
+
+
 FLIP_CONVENTIONS = {
     "gain": "loss after a single flip - clean loss (nats/token, the attacked loss)",
     "optimum": "the largest gain over every (flippable position, candidate token)",
@@ -759,6 +849,8 @@ FLIP_CONVENTIONS = {
     "with replacement)",
     "random_expected_ratio_uniform": "the same for q distinct flips drawn uniformly "
     "without replacement from the table",
+    "grid": "expected first-step ratio of hotflip[top_k], gcg[top_k][B] and the random control "
+    "at 1 + B queries, computed exactly from the same table (attacks/audit.py search_grid)",
 }
 
 GCG_CONVENTIONS = {

@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from monolm.attacks.audit import audit_attack, check_audit
+from monolm.attacks.audit import audit_attack, audit_text, check_audit
 from monolm.attacks.base import AttackOutcome, AttackPlan, AttackRun, AttackSettings
 from monolm.attacks.examples import AttackExample, ExampleSettings, build_examples
 from monolm.attacks.objective import Objective
@@ -196,6 +196,7 @@ def attack(cfg: DictConfig, conf_dir: Path) -> list[Path]:
             payload["audit"], audit_rows = audit_attack(kind, settings, run, outcome)
             payload["audit"]["file"] = ATTACK_AUDIT
             write_jsonl(plan.out_dir / ATTACK_AUDIT, audit_rows)
+            log.info("%s", audit_text(payload["audit"]))
         cells = {
             ref.name: {
                 **_summary(aggregates),
