@@ -5,8 +5,9 @@ into <out>/runs/<model>_<constraint>, or reused when that dir already has checkp
 e.g. from an earlier --out or --runs-dir) and each attack setting, `attack.py` runs the attack
 with the exhaustive audit (`attack.audit.examples`, attacks/audit.py) and then its matched random
 control (`attack=random attack.mimic=<same> attack.queries_from=<the attack's output dir>`, the
-same settings), each into <out>/attacks/<run>/<label>. Settings: `hotflip` (defaults: budget 5,
-top_k 20) and `gcg` with `attack.gcg.candidates` x `attack.gcg.top_k` in --gcg (e.g. 16x16).
+same settings), each into <out>/attacks/<run>/<label>. Settings: `hotflip` with each top_k in
+--hotflip (budget 5) and `gcg` with `attack.gcg.candidates` x `attack.gcg.top_k` in --gcg
+(e.g. 16x16).
 
 Inputs are kept short so the exhaustive table (positions x candidate tokens forward passes per
 example) is affordable on CPU. Causal LMs: `context_tokens=16 continuation_tokens=8`. Seq2seq:
@@ -20,14 +21,15 @@ optimum (min-max), random's exact expected ratio at the same queries (`random_ex
 the control's own first-step ratio (only with --audit-controls), Spearman of first-order score
 vs true gain, the optimum's mean first-order rank, the mean final gain (nats/token) of the
 attack and of its control at the budget curve's last point (equal queries per example) with
-bootstrap 95% CIs, whether those CIs overlap, the success rates, and the audit's seconds per
+bootstrap 95% CIs, whether those CIs overlap, the paired difference (attack - control final gain per
+example, paired bootstrap 95% CI), the success rates, and the audit's seconds per
 example. Cost: the audit of one tiny_pythia example (15 positions x ~2k candidates, ~30.6k
 forward passes) takes ~26 s on 2 CPU cores, so every audited setting costs --examples x that.
 
     python benchmarks/attack_audit.py [--out outputs/bench/attack_audit] [--runs-dir DIR]
         [--models tiny_pythia tiny_t5] [--constraints none monotonic] [--examples 8]
-        [--gcg 16x16 16x64 64x16 64x64] [--no-hotflip] [--steps 300] [--seq2seq-max-length 64]
-        [--audit-controls] [--audit-first-only] [--skip-existing] [--json FILE]
+        [--hotflip 20 64] [--gcg 16x16 16x64 64x16 64x64] [--steps 300] [--seq2seq-max-length 64]
+        [--audit-controls] [--audit-first-only] [--no-audit] [--skip-existing] [--json FILE]
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from monolm.metrics.bootstrap import paired_bootstrap
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,7 +92,7 @@ def attack(run_dir: Path, out: Path, label: str, extra: list[str], args: argpars
     name = extra[0].split("=", 1)[1]
     base = out / "attacks" / run_dir.name
     attack_dir, control_dir = base / label, base / f"random-{label}"
-    audit_this = not args.audit_first_only or label == args.first_label
+    audit_this = not args.no_audit and (not args.audit_first_only or label == args.first_label)
     audited = f"attack.audit.examples={args.examples if audit_this else 0}"
     control_audit = f"attack.audit.examples={args.examples if args.audit_controls else 0}"
     payloads = []
@@ -113,8 +117,32 @@ def attack(run_dir: Path, out: Path, label: str, extra: list[str], args: argpars
                 directory.parent / f"{directory.name}.log",
             )
             print(f"  {run_dir.name} {directory.name}: {seconds:.0f}s", flush=True)
-        payloads.append(json.loads(result.read_text()))
+        payload = json.loads(result.read_text())
+        payload["_gains"] = final_gains(directory / "examples.jsonl")
+        payloads.append(payload)
     return payloads
+
+
+def final_gains(examples: Path) -> dict[str, float]:
+    """Each example's final gain (best loss found - clean loss, nats/token), by example id."""
+    out = {}
+    for line in examples.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("gain") is not None:
+            out[record["id"]] = float(record["gain"])
+    return out
+
+
+def paired_gain(hit: dict[str, Any], control: dict[str, Any]) -> dict[str, Any] | None:
+    """Attack minus control final gain, paired by example (equal queries per example): the
+    paired bootstrap's mean difference and 95% CI (monolm.metrics.bootstrap)."""
+    ids = sorted(set(hit["_gains"]) & set(control["_gains"]))
+    if not ids:
+        return None
+    result = paired_bootstrap(
+        [hit["_gains"][i] for i in ids], [control["_gains"][i] for i in ids], seed=0
+    )
+    return {"mean": result["mean_difference"], "low": result["low"], "high": result["high"]}
 
 
 def _fmt(x: Any, spec: str = ".2f") -> str:
@@ -163,39 +191,44 @@ def row(run: str, label: str, hit: dict[str, Any], control: dict[str, Any]) -> d
         "audit_seconds_per_example": seconds["mean"] if seconds else None,
         "forward_passes_per_example": (stat(audit, "forward_passes") or {}).get("mean"),
         "grid": audit.get("grid"),
+        "paired_difference": paired_gain(hit, control),
     }
 
 
 def print_grids(rows: list[dict[str, Any]]) -> None:
     """Per run (one table: the grid depends only on the run and the examples), the expected
-    first-step ratio to the optimum of HotFlip at each top_k, GCG at each top_k x B, and the
-    random control at 1 + B queries (attacks/audit.py `search_grid`)."""
+    first-step ratio to the optimum of HotFlip at each top_k and GCG at each top_k x B, each with
+    its random control's at the same first-step queries in brackets (attacks/audit.py
+    `search_grid`)."""
     seen = set()
     for r in rows:
         grid = r.get("grid")
-        if not grid or r["run"] in seen:
+        if not grid or r["run"] in seen or "gcg_random" not in grid:
             continue
         seen.add(r["run"])
         bs = grid["candidates"]
         print(
-            f"\n{r['run']}: expected first-step ratio to the optimum ({grid['examples']} examples)"
+            f"\n{r['run']}: expected first-step ratio to the optimum, random control at the same "
+            f"queries in brackets ({grid['examples']} examples)"
         )
         print(
             "| top_k | hotflip (1 + top_k queries) | " + " | ".join(f"gcg B={b}" for b in bs) + " |"
         )
         print("|---" * (2 + len(bs)) + "|")
-        for k, hot, gcg in zip(grid["top_k"], grid["hotflip"], grid["gcg"], strict=True):
-            print(f"| {k} | {hot:.2f} | " + " | ".join(f"{x:.2f}" for x in gcg) + " |")
-        print(
-            "| random, 1 + B queries | | " + " | ".join(f"{x:.2f}" for x in grid["random"]) + " |"
-        )
+        for i, k in enumerate(grid["top_k"]):
+            cells = [
+                f"{g:.2f} ({c:.2f})"
+                for g, c in zip(grid["gcg"][i], grid["gcg_random"][i], strict=True)
+            ]
+            hot = f"{grid['hotflip'][i]:.2f} ({grid['hotflip_random'][i]:.2f})"
+            print(f"| {k} | {hot} | " + " | ".join(cells) + " |")
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     head = (
         "| run | attack | n | 1st-step ratio mean (min-max) | random E[ratio] | control ratio "
         "| spearman | opt rank | opt gain | attack gain [95% CI] | random gain [95% CI] | queries "
-        "| CIs apart | success a/r | audit s/ex |"
+        "| CIs apart | attack - random, paired [95% CI] | success a/r | audit s/ex |"
     )
     print(head)
     print("|" + "---|" * head.count(" | ") + "---|")
@@ -216,7 +249,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"| {mean('random_expected_ratio')} | {mean('control_ratio')} | {mean('spearman')} "
             f"| {mean('optimum_rank', '.1f')} | {mean('optimum_gain', '.3f')} "
             f"| {gain(r['attack_end'])} | {gain(r['random_end'])} | {_fmt(queries, 'd')} "
-            f"| {apart} | {_fmt(r['success_rate'])}/{_fmt(r['random_success_rate'])} "
+            f"| {apart} | {gain(r['paired_difference'])} "
+            f"| {_fmt(r['success_rate'])}/{_fmt(r['random_success_rate'])} "
             f"| {_fmt(r['audit_seconds_per_example'], '.1f')} |"
         )
 
@@ -234,7 +268,12 @@ def main() -> None:
         default=["16x16", "16x64", "64x16", "64x64"],
         help="candidates x top_k settings of attack=gcg",
     )
-    parser.add_argument("--no-hotflip", action="store_true")
+    parser.add_argument(
+        "--hotflip",
+        nargs="*",
+        default=["20"],
+        help="top_k settings of attack=hotflip (20: its default, labelled plain `hotflip`)",
+    )
     parser.add_argument(
         "--audit-controls",
         action="store_true",
@@ -246,6 +285,12 @@ def main() -> None:
         action="store_true",
         help="audit only the first setting per run (its `grid` gives every setting's expected "
         "first-step ratio from the same table); the others still run with their controls",
+    )
+    parser.add_argument(
+        "--no-audit",
+        action="store_true",
+        help="no audit at all: budget curves and controls only (HotFlip's first step is "
+        "deterministic, so an earlier audit's grid already gives its ratio at any top_k)",
     )
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seq2seq-max-length", type=int, default=64)
@@ -259,8 +304,9 @@ def main() -> None:
     out = args.out.resolve()
     runs = (args.runs_dir or out / "runs").resolve()
     settings: list[tuple[str, list[str]]] = []
-    if not args.no_hotflip:
-        settings.append(("hotflip", ["attack=hotflip"]))
+    for k in args.hotflip:
+        label = "hotflip" if k == "20" else f"hotflip-k{k}"
+        settings.append((label, ["attack=hotflip", f"attack.flip.top_k={k}"]))
     for spec in args.gcg:
         b, k = spec.split("x")
         settings.append(

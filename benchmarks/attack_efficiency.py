@@ -4,14 +4,17 @@ For each model (tiny_t5 on the bundled tiny_summarization validation articles, t
 bundled tiny_lm validation texts), in one process:
 
 1. HotFlip (gradient proposer, `flip_search`: --examples examples, budget 5, top_k 20), GCG
-   (`gcg_search`: attack=gcg's top_k 64 and B 256 candidates per step, 4 steps, budget 5), UAT
+   (`gcg_search`: attack=gcg's top_k 16 and B 512 candidates per step, 4 steps, budget 5), UAT
    (gradient proposer, `trigger_search`: length 6, top_k 20, 1 restart, 4 steps, batches of 8,
-   optimised on the same examples) and the audit (`attack.audit`'s `flip_table`: every single
-   flip of the first --audit-examples examples, once, not repeated), each run with a fresh
-   `Objective`. Wall time of the whole search; `Objective.model_seconds` (time inside model
-   forward/backward calls, loss included); share = model_seconds / wall. Targets: share >= 0.80
-   (HotFlip, UAT), >= 0.90 (GCG and the audit: hundreds of candidates per forward); the audit
-   row's `forward_passes_per_example` and `per_example_s` are its cost per audited example.
+   optimised on the same examples) and the audit (`attack.audit`'s scoring of single flips, on
+   the first --audit-examples examples, once, not repeated; a sample of each table, below),
+   each run with a fresh `Objective`. Wall time of the whole search; `Objective.model_seconds`
+   (time inside model forward/backward calls, loss included); share = model_seconds / wall.
+   Targets: share >= 0.80 (HotFlip, UAT), >= 0.90 (GCG and the audit: hundreds of candidates
+   per forward); the audit row's `forward_passes_per_example` and `per_example_s` are its cost
+   per audited example (the whole table, positions x candidates; projected from the first
+   AUDIT_SAMPLE flips scored, at the measured rate: a full table at attack.py's default
+   128-token contexts takes hours on CPU).
 2. Candidates scored per second, (queries - gradient_queries) / wall, against a reference
    measured in the same run: the plain batched forward, `model(input_ids, attention_mask, ...)`
    inside `Objective.inference()` (the same context the attack's scoring runs in: eval and
@@ -64,7 +67,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from transformers import AutoConfig, PreTrainedModel
 
-from monolm.attacks.audit import flip_table
+from monolm.attacks.audit import flip_losses
 from monolm.attacks.config import AttackRunConfig
 from monolm.attacks.examples import (
     AttackExample,
@@ -74,7 +77,7 @@ from monolm.attacks.examples import (
     seq2seq_example,
 )
 from monolm.attacks.gcg import GCGSearchSettings, gcg_search
-from monolm.attacks.hotflip import FlipSettings, flip_search
+from monolm.attacks.hotflip import FlipSettings, flip_scores, flip_search, start_results
 from monolm.attacks.objective import IGNORE, Objective, Row
 from monolm.attacks.triggers import TriggerSettings, trigger_search
 from monolm.attacks.vocabulary import CandidateVocabulary, candidate_vocabulary
@@ -86,8 +89,9 @@ from monolm.models.loading import load_model, load_model_config, load_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_SHARE = {"hotflip": 0.80, "uat": 0.80, "gcg": 0.90, "audit": 0.90}
-# GCG as attack=gcg's defaults (top_k 64, B 256), 4 steps to keep the run short.
-GCG_SETTINGS = GCGSearchSettings(budget=5, steps=4, top_k=64, candidates=256)
+# GCG as attack=gcg's defaults (top_k 16, B 512), 4 steps to keep the run short.
+GCG_SETTINGS = GCGSearchSettings(budget=5, steps=4, top_k=16, candidates=512)
+AUDIT_SAMPLE = 4096  # flips scored per audited example; the table's cost is projected
 # Published shapes (used unless model.name_or_path= names a local copy); random init.
 GPU_SIZES: dict[str, dict[str, Any]] = {
     "t5_small": dict(
@@ -199,8 +203,10 @@ def run_attack(
     elif kind == "gcg":
         gcg_search(objective, examples, vocab, GCG_SETTINGS)
     elif kind == "audit":
+        sampled = table = 0
         for example in examples:
-            flip_table(objective, example, vocab)
+            scored, flips = audit_sample(objective, example, vocab, AUDIT_SAMPLE)
+            sampled, table = sampled + scored, table + flips
     else:
         settings = TriggerSettings(length=6, top_k=20, restarts=1, steps=4, batch_size=8)
         trigger_search(objective, examples, vocab, settings, (initial,) * settings.length)
@@ -208,7 +214,10 @@ def run_attack(
     wall = time.perf_counter() - start
     candidates = objective.queries - objective.gradient_queries
     scoring = objective.model_seconds - objective.gradient_seconds
+    # the audit: the whole table at the measured rate
+    extra = {"table_flips": table, "projected_s": wall * table / sampled} if kind == "audit" else {}
     return {
+        **extra,
         "wall_s": wall,
         "model_s": objective.model_seconds,
         "share": objective.model_seconds / wall,
@@ -218,6 +227,24 @@ def run_attack(
         "candidates_per_s": candidates / wall,
         "candidates_per_scoring_s": candidates / scoring,
     }
+
+
+def audit_sample(
+    objective: Objective, example: AttackExample, vocab: CandidateVocabulary, limit: int
+) -> tuple[int, int]:
+    """The audit's own path (`attack.audit`: HotFlip's flips and blocked candidates, one
+    gradient, then `flip_losses`' batched forward passes) on the first `limit` flips of the
+    example's table: (flips scored, flips in the whole table). The whole table (positions x
+    candidates, ~250k flips for a 128-token causal context) would take hours on CPU; its cost is
+    projected from the measured rate."""
+    (result,) = start_results(objective, [example], [None])
+    ((scores,),) = flip_scores(objective, [result], vocab)
+    pairs = torch.isfinite(scores.cpu()).nonzero()
+    chosen = pairs[:limit]
+    flip_losses(
+        objective, result.best.ids, example.target, chosen[:, 0].numpy(), chosen[:, 1].numpy()
+    )
+    return len(chosen), len(pairs)
 
 
 def tiny_examples(cfg: Any, tokenizer: Any, n: int) -> list[AttackExample]:
@@ -316,6 +343,9 @@ def measure(
         row["scoring_ratio"] = row["candidates_per_scoring_s"] / row["ref_seq_per_s"]
         row["per_example_s"] = row["wall_s"] / len(subset)
         row["forward_passes_per_example"] = row["candidates"] / len(subset)
+        if kind == "audit":  # a sample of each table was scored: the whole table's cost
+            row["per_example_s"] = row["projected_s"] / len(subset)
+            row["forward_passes_per_example"] = row["table_flips"] / len(subset)
         row["target_share"] = TARGET_SHARE[kind]
         row["target_met"] = row["share"] >= TARGET_SHARE[kind]
         out.append(row)

@@ -202,8 +202,8 @@ def test_hotflip_and_its_control_end_to_end_on_tiny_t5(
     assert metrics["queries"]["mean"] == pytest.approx(_mean(r["queries"] for r in rows))
 
     control = _attack(tmp_path / "random", f"run_dir={runs['t5']}", "attack=random",
-                      f"attack.queries_from={tmp_path / 'hotflip'}", *QUICK,
-                      *QUICK_FLIP)  # fmt: skip
+                      "attack.mimic=hotflip", f"attack.queries_from={tmp_path / 'hotflip'}",
+                      *QUICK, *QUICK_FLIP)  # fmt: skip
     assert control.returncode == 0, control.stderr[-3000:]
     control_rows = _rows(tmp_path / "random" / "examples.jsonl")
     for row, matched in zip(control_rows, rows, strict=True):
@@ -260,11 +260,12 @@ def test_the_same_seed_gives_the_same_attack(runs: dict[str, Path], tmp_path: Pa
     [
         (("attack=hotflp",), ("hotflp", "hotflip")),
         (("attack=uat", "attack.trigger.position=middle"), ("position=middle", "start")),
-        # A setting the chosen attack would ignore (HotFlip has no trigger) is refused.
-        (("attack.trigger.position=start",), ("attack.trigger", "valid: flip")),
+        # A setting the chosen attack would ignore (GCG, the default, has no trigger) is refused.
+        (("attack.trigger.position=start",), ("attack.trigger", "valid: audit, gcg")),
         (("attack=random", "attack.mimic=hotflop"), ("mimic=hotflop", "hotflip")),
         (("attack=random", "attack.queries_from=/nonexistent"), ("/nonexistent", "attack.json")),
-        (("attack.flip.budget=-1",), ("attack.flip.budget=-1", ">= 0")),
+        (("attack=hotflip", "attack.flip.budget=-1"), ("attack.flip.budget=-1", ">= 0")),
+        (("attack.gcg.top_k=0",), ("attack.gcg.top_k=0", ">= 1")),
         (("attack=uat", "split=train"), ("split=train", "optimization_split")),
         (
             ("attack=uat", "attack.trigger.optimization_split=validation"),

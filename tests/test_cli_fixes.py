@@ -204,7 +204,8 @@ def test_evaluate_dirs_name_the_subject(subject: str, name: str) -> None:
         (("attack=hotflip", "run_dir=outputs/multirun/x/1_tiny_pythia_tiny_lm_monotonic_s3"),
          "hotflip_1_tiny_pythia_tiny_lm_monotonic_s3"),
         (("attack=uat", "model=EleutherAI/pythia-160m"), "uat_pythia-160m"),
-        (("attack=random", "model=t5_small"), "random-hotflip_t5_small"),
+        (("attack=random", "model=t5_small"), "random-gcg_t5_small"),
+        (("model=t5_small",), "gcg_t5_small"),
         (("attack=random", "attack.mimic=uat", "model=t5_small"), "random-uat_t5_small"),
     ],
 )  # fmt: skip

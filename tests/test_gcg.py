@@ -137,6 +137,35 @@ def test_gcg_flips_a_top_k_token_at_an_allowed_position_and_only_if_the_loss_ris
         assert tuple(current) == result.best.ids
 
 
+def test_when_b_covers_the_pool_gcg_scores_every_top_k_flip_and_its_control_as_many(
+    pythia,
+) -> None:
+    """B >= positions x top_k: a GCG step scores each allowed position's top_k tokens, every one
+    once (no sampling, whatever the generator), and the random control draws per step what such
+    a step scores (the pool), not B: equal steps for equal queries."""
+    from monolm.attacks.gcg import pool_size
+
+    tokenizer, model = pythia
+    (example,) = pythia_examples(tokenizer, 1)
+    vocab = candidate_vocabulary(tokenizer, len(tokenizer))
+    settings = GCGSearchSettings(budget=1, steps=1, top_k=3, candidates=10_000)
+    body = len(pack(example).body)
+    steps = []
+    for seed in (0, 1):
+        counted = _counted(model)
+        (result,) = gcg_search(counted, [example], vocab, settings,
+                               generator=torch.Generator().manual_seed(seed))  # fmt: skip
+        steps.append((result.queries, result.best.ids))
+        assert counted.calls[1] == pool_size(result, vocab, 3) == body * 3
+        assert result.queries == 1 + 1 + body * 3  # clean, gradient, the pool
+    assert steps[0] == steps[1]
+    counted = _counted(model)
+    control = gcg_search(counted, [example], vocab, GCGSearchSettings(budget=5, steps=1, top_k=3,
+                         candidates=10_000), "random", [1 + 3 * body * 3])  # fmt: skip
+    assert counted.calls[1:] and max(counted.calls[1:]) <= body * 3  # never B per step
+    assert control[0].queries <= 1 + 3 * body * 3
+
+
 def test_gcg_is_reproducible_from_the_attacks_generator(pythia) -> None:
     tokenizer, model = pythia
     examples = pythia_examples(tokenizer, 3)

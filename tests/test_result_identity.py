@@ -19,8 +19,8 @@ from tests.test_bad_input import assert_one_line_error
 
 IDENTITY = ("run_dir", "training_seed", "constraint", "adapter", "checkpoint",
             "checkpoint_sha256", "checkpoint_step", "run_status")  # fmt: skip
-QUICK_ATTACK = ("max_examples=2", "bootstrap.resamples=50", "attack.flip.budget=1",
-                "attack.flip.top_k=4")  # fmt: skip
+QUICK = ("max_examples=2", "bootstrap.resamples=50", "attack.flip.budget=1", "attack.flip.top_k=4")
+QUICK_ATTACK = ("attack=hotflip", *QUICK)
 HYDRA_OWN = {".hydra", "attack.log", "evaluate.log"}  # what Hydra writes before the job runs
 
 
@@ -41,7 +41,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def hotflip_on_a(runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The output dir of a tiny HotFlip attack on run A."""
     out = tmp_path_factory.mktemp("hotflip") / "A"
-    result = attack(out, f"run_dir={runs['A']}", "attack=hotflip", *QUICK_ATTACK)
+    result = attack(out, f"run_dir={runs['A']}", *QUICK_ATTACK)
     assert result.returncode == 0, result.stderr[-3000:]
     return out
 
@@ -157,8 +157,8 @@ def test_attacking_a_stopped_run_warns_once_naming_its_status_and_step(
 
 
 def control(out: Path, run: Path, queries_from: Path, *overrides: str):
-    return attack(out, f"run_dir={run}", "attack=random", f"attack.queries_from={queries_from}",
-                  *QUICK_ATTACK, *overrides)  # fmt: skip
+    return attack(out, f"run_dir={run}", "attack=random", "attack.mimic=hotflip",
+                  f"attack.queries_from={queries_from}", *QUICK, *overrides)  # fmt: skip
 
 
 @pytest.mark.slow

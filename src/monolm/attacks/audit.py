@@ -40,7 +40,8 @@ when the step accepted nothing) and `first_step_queries` what the step spent (1 
 candidates). `optimum_in_top_k`: the optimum's token is among its position's top-k by
 first-order score (GCG could sample it; first-order ties counted in its favour);
 `optimum_sample_probability`: the chance that B draws sample it, 1 - (1 - 1/(P k_p))^B (P the
-positions with a candidate, k_p = min(top_k, that position's candidates)). The random control
+positions with a candidate, k_p = min(top_k, that position's candidates); 1 when B covers the
+pool, sum_p k_p, since GCG then scores every flip of it). The random control
 of GCG (gcg.py `_uniform`) draws a position uniform over the allowed ones, then a token uniform
 over the candidates other than the current one, with replacement, and scores only the distinct
 flips: its q queries are q DISTINCT flips, the first q distinct of an i.i.d. sequence of draws
@@ -428,26 +429,32 @@ def search_grid(
 ) -> dict[str, Any]:
     """Each search's expected first-step ratio to the optimum at other settings, exactly, from
     the same table (no more forward passes): how the defaults were chosen (benchmarks/RESULTS.md).
+    The settings are `top_k` x `candidates` (GRID_TOP_K x GRID_CANDIDATES in attack.json).
 
-    - `hotflip[i]`: HotFlip with top_k = GRID_TOP_K[i] re-scores the top_k flips by first-order
+    - `hotflip[i]`: HotFlip with top_k = top_ks[i] re-scores the top_k flips by first-order
       score and keeps the best if it raises the loss: max(0, best of them) / optimum (exact;
-      first-order ties broken by table order).
-    - `gcg[i][j]`: GCG with top_k = GRID_TOP_K[i], B = GRID_CANDIDATES[j]: B independent draws,
-      a position uniform over those with a candidate, then a token uniform over its top_k;
-      E[max(0, best drawn)] / optimum (exact, `expected_max_with_replacement`). Its queries:
-      1 + the distinct draws, at most 1 + B. (The grid's settings are GRID_TOP_K x
-      GRID_CANDIDATES in attack.json; GCG's own sampler is `gcg._sampled`.)
-    - `random[j]`: the matched random control with 1 + B queries (`expected_max_distinct`):
-      what GCG's control can spend on that step, so it is never short-changed.
+      first-order ties broken by table order). `hotflip_random[i]`: its random control at the
+      same 1 + top_k queries, drawn as that control draws (with replacement).
+    - `gcg[i][j]`: GCG with top_k = top_ks[i], B = candidates[j] (`gcg._sampled`): when B covers
+      the pool (each position's top_k flips) every flip of it, else B independent draws, a
+      position uniform over those with a candidate, then a token uniform over its top_k;
+      E[max(0, best)] / optimum (exact, `expected_max_with_replacement`). Its queries: 1 + the
+      distinct flips scored, at most 1 + min(B, pool). `gcg_random[i][j]`: GCG's control at
+      1 + min(B, pool) distinct flips (`expected_max_distinct`), what it can spend on that step,
+      so it is never short-changed.
     """
     gains = np.maximum(table.gains, 0.0)
     optimum = float(table.gains.max()) if len(gains) else 0.0
     out: dict[str, Any] = {"top_k": list(top_ks), "candidates": list(candidates)}
     if optimum <= 0:
-        return {**out, "hotflip": None, "gcg": None, "random": None}
+        return {**out, "hotflip": None, "hotflip_random": None, "gcg": None, "gcg_random": None}
+    weights = table.draw_weights()
     order = np.argsort(-table.first_order, kind="stable")
     best_so_far = np.maximum.accumulate(gains[order])
     out["hotflip"] = [float(best_so_far[min(k, len(order)) - 1]) / optimum for k in top_ks]
+    out["hotflip_random"] = [
+        expected_max_with_replacement(gains, weights, 1 + k) / optimum for k in top_ks
+    ]
     # each flip's rank among its position's tokens by first-order score (0 = best)
     by_position = np.lexsort((-table.first_order, table.positions))
     starts = np.searchsorted(table.positions[by_position], table.positions[by_position], "left")
@@ -455,19 +462,30 @@ def search_grid(
     rank[by_position] = np.arange(len(gains)) - starts
     per_position = np.bincount(table.positions)
     sampled = int(np.count_nonzero(per_position))
-    grid = []
+    random_at: dict[int, float] = {}  # q distinct flips -> the control's expected ratio
+
+    def control(q: int) -> float:
+        if q not in random_at:
+            random_at[q] = expected_max_distinct(gains, weights, q) / optimum
+        return random_at[q]
+
+    grid, grid_random = [], []
     for k in top_ks:
         pool = rank < k
+        size = int(pool.sum())
         kept = np.minimum(per_position[table.positions[pool]], k)
-        weights = 1.0 / (sampled * kept.astype(np.float64))
+        pool_weights = 1.0 / (sampled * kept.astype(np.float64))
+        best = float(gains[pool].max()) / optimum
         grid.append(
-            [expected_max_with_replacement(gains[pool], weights, b) / optimum for b in candidates]
+            [
+                best
+                if b >= size
+                else expected_max_with_replacement(gains[pool], pool_weights, b) / optimum
+                for b in candidates
+            ]
         )
-    out["gcg"] = grid
-    weights = table.draw_weights()
-    out["random"] = [
-        expected_max_distinct(gains, weights, min(1 + b, len(gains))) / optimum for b in candidates
-    ]
+        grid_random.append([control(min(1 + min(b, size), len(gains))) for b in candidates])
+    out["gcg"], out["gcg_random"] = grid, grid_random
     return out
 
 
@@ -477,7 +495,7 @@ def aggregate_grid(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     if not grids:
         return None
     out = {key: grids[0][key] for key in ("top_k", "candidates")}
-    for key in ("hotflip", "gcg", "random"):
+    for key in ("hotflip", "hotflip_random", "gcg", "gcg_random"):
         out[key] = np.mean([g[key] for g in grids], axis=0).tolist()
     out["examples"] = len(grids)
     return out
@@ -487,14 +505,19 @@ def gcg_optimum_sampling(
     table: FlipTable, best: int, settings: GCGSearchSettings
 ) -> dict[str, Any]:
     """Where GCG's first step could find the optimum: its rank among its position's tokens by
-    first-order score (ties in its favour) and the chance that B draws sample it."""
+    first-order score (ties in its favour) and the chance that B draws sample it (1 when B
+    covers the pool: then every flip of it is scored)."""
     position = table.positions[best]
     here = table.positions == position
     position_rank = 1 + int(np.sum(table.first_order[here] > table.first_order[best]))
-    sampled_positions = len(np.unique(table.positions))
+    _, counts = np.unique(table.positions, return_counts=True)
+    pool = int(np.minimum(counts, settings.top_k).sum())
     kept = min(settings.top_k, int(here.sum()))
-    once = 1.0 / (sampled_positions * kept)
-    chance = -math.expm1(settings.candidates * math.log1p(-once)) if once < 1 else 1.0
+    once = 1.0 / (len(counts) * kept)
+    if settings.candidates >= pool or once >= 1:  # GCG scores its whole pool
+        chance = 1.0
+    else:
+        chance = -math.expm1(settings.candidates * math.log1p(-once))
     return {
         "optimum_position_rank": position_rank,
         "optimum_sample_probability": chance if position_rank <= settings.top_k else 0.0,
@@ -849,8 +872,9 @@ FLIP_CONVENTIONS = {
     "with replacement)",
     "random_expected_ratio_uniform": "the same for q distinct flips drawn uniformly "
     "without replacement from the table",
-    "grid": "expected first-step ratio of hotflip[top_k], gcg[top_k][B] and the random control "
-    "at 1 + B queries, computed exactly from the same table (attacks/audit.py search_grid)",
+    "grid": "expected first-step ratio of hotflip[top_k] and gcg[top_k][B], and of their random "
+    "controls at the same first-step queries (hotflip_random, gcg_random), computed exactly from "
+    "the same table (attacks/audit.py search_grid)",
 }
 
 GCG_CONVENTIONS = {

@@ -8,15 +8,19 @@ inserted; `(e_v - e_i) . g_i` from one embedding gradient). Per step and example
 2. the top-k tokens per allowed position are kept;
 3. `candidates` (B) single-token flips are sampled: a position uniformly among the allowed ones,
    then a token uniformly among that position's top-k (drawn from the attack's generator);
-   duplicates are scored once;
+   duplicates are scored once. When B covers the pool (B >= the positions' top-k flips, e.g.
+   16 positions x top_k 16 = 256), every flip of the pool is scored instead: no sampling;
 4. all of them are re-scored in one batched forward pass through the objective, and the best is
    kept only if it raises the loss.
 
 It stops after `budget` accepted flips or `steps` steps (a step that finds nothing better does not
 stop it: the next sample differs). Queries are exact: the clean loss, one per gradient, one per
-candidate scored. The random control (`attack=random attack.mimic=gcg`) samples B uniform flips
-(any allowed position, any candidate token) per step instead, until it has spent the queries the
-gradient search spent on that example (`attack.queries_from`) or could spend at most.
+candidate scored. The random control (`attack=random attack.mimic=gcg`) samples as many uniform
+flips per step as a GCG step scores (B, or the pool's size when B covers it; any allowed
+position, any candidate token) instead, until it has spent the queries the gradient search spent
+on that example (`attack.queries_from`) or could spend at most. (Drawing B per step while GCG
+could score only its pool would give the control fewer, larger steps: fewer accepted flips for
+the same queries, an unfairly weak control.)
 Per-example records are HotFlip's (flips, queries, `gain`, the budget `curve`).
 """
 
@@ -50,10 +54,10 @@ from monolm.run_dir import ATTACK_EXAMPLES
 class GCGSearchSettings:
     budget: int = 5  # most flips accepted per example
     steps: int = 20  # most steps (one gradient and one batch of candidates each)
-    top_k: int = 64  # tokens kept per allowed position by first-order score
-    # B, flips sampled and re-scored per step: 256 keeps a GPU busy on t5_small / Pythia-size
-    # models; use e.g. 16 for the tiny CPU models.
-    candidates: int = 256
+    top_k: int = 16  # tokens kept per allowed position by first-order score (the audit's choice)
+    # B, flips sampled and re-scored per step (all of the pool, positions x top_k, when B covers
+    # it): 512 keeps a GPU busy on t5_small / Pythia-size models.
+    candidates: int = 512
 
     def check(self) -> None:
         at_least("attack.gcg", self, ("budget",), 0)
@@ -97,14 +101,31 @@ def _sampled(
     positions, tokens, usable = positions[keep], tokens[keep], usable[keep]
     if len(positions) == 0:
         return []
+    beam = result.best
+    if settings.candidates >= int(usable.sum()):  # B covers the pool: score all of it
+        return [
+            flipped(beam, int(position), int(tokens[row, rank]))
+            for row, position in enumerate(positions.tolist())
+            for rank in range(int(usable[row]))
+        ]
     which = torch.randint(len(positions), (settings.candidates,), generator=generator)
     rank = (torch.rand(settings.candidates, generator=generator) * usable[which]).long()
-    beam = result.best
     return _unique(
         [
             flipped(beam, int(positions[w]), int(tokens[w, r]))
             for w, r in zip(which.tolist(), rank.tolist(), strict=True)
         ]
+    )
+
+
+def pool_size(result: FlipResult, vocab: CandidateVocabulary, top_k: int) -> int:
+    """How many flips a GCG step chooses among: per allowed position, min(top_k, the candidate
+    tokens other than the one there)."""
+    ids = result.best.ids
+    tokens = len(vocab.ids)
+    return sum(
+        min(top_k, tokens - int(bool(vocab.mask[ids[p]])))
+        for p in result.positions.nonzero().squeeze(1).tolist()
     )
 
 
@@ -124,6 +145,12 @@ def _uniform(
             token = int(tokens[torch.randint(len(tokens), (1,), generator=generator)])
         out.append(flipped(beam, position, token))
     return _unique(out)
+
+
+def per_step(result: FlipResult, vocab: CandidateVocabulary, settings: GCGSearchSettings) -> int:
+    """The control's draws per step: what a GCG step can score (B, or its whole pool when B
+    covers it), within the queries left."""
+    return min(settings.candidates, pool_size(result, vocab, settings.top_k), result.remaining)
 
 
 def gcg_search(
@@ -165,7 +192,7 @@ def gcg_search(
             ]
         else:
             proposals = [
-                _uniform(r, vocab, min(settings.candidates, r.remaining), generator) for r in active
+                _uniform(r, vocab, per_step(r, vocab, settings), generator) for r in active
             ]
         rows = [
             (c.ids, r.example.target) for r, cs in zip(active, proposals, strict=True) for c in cs

@@ -43,7 +43,7 @@ class RandomSettings(AttackSettings):
     """conf/attack/attack/random.yaml."""
 
     name: str = "random"
-    mimic: str = "hotflip"  # the search attack this controls
+    mimic: str = "gcg"  # the search attack this controls (the default attack)
     # An attack.py output dir of the mimicked attack (a sweep's: the same run's subdir is used);
     # null: the most queries the gradient attack could spend.
     queries_from: str | None = None
