@@ -110,6 +110,22 @@ __all__ = [
 ]
 
 
+class Cost:
+    """What building an audit table spent: the objective's forward and gradient passes and the
+    seconds since this was made (`charge` writes them onto the table)."""
+
+    def __init__(self, objective: Objective) -> None:
+        self.objective = objective
+        self.start = time.perf_counter()
+        self.queries = objective.queries
+        self.gradients = objective.gradient_queries
+
+    def charge(self, table: Any) -> None:
+        table.forward_passes = self.objective.queries - self.queries
+        table.gradient_passes = self.objective.gradient_queries - self.gradients
+        table.seconds = time.perf_counter() - self.start
+
+
 class FlipTable:
     """Every single flip of one example with its first-order score and its true gain."""
 
@@ -154,7 +170,7 @@ def flip_table(
     progress: Any = None,
 ) -> FlipTable:
     """Score every single flip of `example` that HotFlip may make (batched forward passes)."""
-    start, queries, gradients = time.perf_counter(), objective.queries, objective.gradient_queries
+    cost = Cost(objective)
     # HotFlip's own first step: its clean loss and flippable positions, its blocked scores.
     (result,) = start_results(objective, [example], [None])
     clean = result.clean.ids
@@ -173,9 +189,7 @@ def flip_table(
         losses - result.best.loss,
         int(result.positions.sum()),
     )
-    table.forward_passes = objective.queries - queries
-    table.gradient_passes = objective.gradient_queries - gradients
-    table.seconds = time.perf_counter() - start
+    cost.charge(table)
     return table
 
 
@@ -606,7 +620,7 @@ def trigger_table(
 ) -> TriggerTable:
     """Score every candidate token at trigger position 0 of `trigger` on `batch` (the mean loss
     over the batch, as the trigger search scores a trigger), in batched forward passes."""
-    start, queries, gradients = time.perf_counter(), objective.queries, objective.gradient_queries
+    cost = Cost(objective)
     _, scores = trigger_scores(objective, batch, trigger, settings, vocab)
     first = scores[0].cpu()
     tokens = torch.isfinite(first).nonzero().squeeze(1)
@@ -631,9 +645,7 @@ def trigger_table(
         first[tokens].double().numpy(),
         losses - initial,
     )
-    table.forward_passes = objective.queries - queries
-    table.gradient_passes = objective.gradient_queries - gradients
-    table.seconds = time.perf_counter() - start
+    cost.charge(table)
     return table
 
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from monolm.attacks.base import AttackRun, AttackSettings
+from monolm.attacks.base import AttackSettings
 from monolm.attacks.examples import AttackExample
 from monolm.attacks.hotflip import (
     PROPOSERS,
@@ -214,25 +214,7 @@ class GCG(HotFlip):
     settings_type = GCGSettings
     settings_key = "gcg"
     queries_record = ATTACK_EXAMPLES
+    search_function = staticmethod(gcg_search)
 
     def settings_of(self, settings: Any) -> GCGSearchSettings:
         return settings.gcg
-
-    def results(
-        self,
-        settings: Any,
-        run: AttackRun,
-        proposer: str,
-        budgets: list[int] | None,
-        progress: Callable[[int], None],
-    ) -> list[FlipResult]:
-        return gcg_search(
-            run.objective,
-            run.examples,
-            run.vocab,
-            settings,
-            proposer,
-            budgets,
-            run.generator,
-            progress,
-        )

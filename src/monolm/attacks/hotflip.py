@@ -279,6 +279,10 @@ class HotFlip(Search):
     settings_key = "flip"
     queries_record = ATTACK_EXAMPLES
 
+    # flip_search's signature: (objective, examples, vocab, settings, proposer, budgets,
+    # generator, progress) -> one FlipResult per example
+    search_function = staticmethod(flip_search)
+
     def settings_of(self, settings: Any) -> FlipSettings:
         return settings.flip
 
@@ -290,8 +294,8 @@ class HotFlip(Search):
         budgets: list[int] | None,
         progress: Callable[[int], None],
     ) -> list[FlipResult]:
-        """The search itself, one result per example (a subclass swaps the search)."""
-        return flip_search(
+        """The search itself, one result per example (a subclass swaps `search_function`)."""
+        return self.search_function(
             run.objective,
             run.examples,
             run.vocab,
