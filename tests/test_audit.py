@@ -175,8 +175,7 @@ def test_rank_and_correlation_on_constructed_tables() -> None:
 def test_the_audit_of_a_hotflip_run_bounds_its_first_step_and_writes_json(pythia, top_k) -> None:
     """HotFlip's first flip never beats the optimum; when the optimum is in its top-k it finds
     it (ratio 1); the whole record is JSON."""
-    from monolm.attacks.base import AttackRun
-    from monolm.attacks.config import AuditSettings
+    from monolm.attacks.base import AttackRun, AuditSettings
     from monolm.attacks.hotflip import HotFlipSettings
     from monolm.attacks.registry import attack_named
 
@@ -284,8 +283,7 @@ def test_the_audit_of_a_gcg_run_bounds_its_first_step_by_the_optimum(pythia, att
     """GCG's first step (one gradient, B sampled flips) never beats the exhaustive optimum; its
     gain is the table's gain of the flip it accepted; the random control's expectation is taken
     at that step's queries (a control run: 1 + B); the record is JSON."""
-    from monolm.attacks.base import AttackRun
-    from monolm.attacks.config import AuditSettings
+    from monolm.attacks.base import AttackRun, AuditSettings
     from monolm.attacks.gcg import GCGSettings
     from monolm.attacks.random_control import RandomSettings
     from monolm.attacks.registry import attack_named
@@ -426,7 +424,7 @@ def test_the_uat_random_controls_position_candidates_are_a_uniform_subset() -> N
 
 def test_the_audit_covers_hotflip_gcg_uat_and_their_random_controls() -> None:
     from monolm.attacks.audit import audited_search, check_audit
-    from monolm.attacks.config import AuditSettings
+    from monolm.attacks.base import AuditSettings
     from monolm.attacks.registry import attack_named
 
     for name, mimic in [

@@ -86,8 +86,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from monolm.attacks.base import Attack, AttackOutcome, AttackRun, AttackSettings, Search
-from monolm.attacks.config import AuditSettings
+from monolm.attacks.base import (
+    Attack,
+    AttackOutcome,
+    AttackRun,
+    AttackSettings,
+    AuditSettings,
+    Search,
+)
 from monolm.attacks.examples import AttackExample
 from monolm.attacks.gcg import GCGSearchSettings
 from monolm.attacks.hotflip import FlipSettings, flip_scores, start_results

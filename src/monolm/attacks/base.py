@@ -19,14 +19,28 @@ import torch
 from omegaconf import DictConfig
 from transformers import PreTrainedTokenizerBase
 
-from monolm.attacks.config import AuditSettings
 from monolm.attacks.examples import AttackExample, ExampleSettings
 from monolm.attacks.objective import Objective
 from monolm.attacks.vocabulary import CandidateVocabulary
+from monolm.config.typed import at_least
 from monolm.errors import UserError
 from monolm.subjects import SubjectRef
 
 Ids = tuple[int, ...]
+
+
+@dataclass
+class AuditSettings:
+    """`attack.audit` (every attack option has it): the exhaustive audit (attacks/audit.py) of
+    HotFlip, GCG, UAT and their random controls, run after the attack on its first `examples`
+    examples (UAT: restarts)."""
+
+    examples: int = 0  # 0: off; UAT: restarts audited
+    batch_size: int | None = None  # sequences per forward pass; null: the run's batch_size
+
+    def check(self) -> None:
+        at_least("attack.audit", self, ("examples",), 0)
+        at_least("attack.audit", self, ("batch_size",), 1)
 
 
 @dataclass

@@ -11,21 +11,6 @@ from omegaconf import MISSING
 
 from monolm.config.eval_schema import BootstrapConfig, GenerationConfig
 from monolm.config.schema import PathsConfig
-from monolm.config.typed import at_least
-
-
-@dataclass
-class AuditSettings:
-    """`attack.audit` (every attack option has it): the exhaustive audit (attacks/audit.py) of
-    HotFlip, GCG, UAT and their random controls, run after the attack on its first `examples`
-    examples (UAT: restarts)."""
-
-    examples: int = 0  # 0: off; UAT: restarts audited
-    batch_size: int | None = None  # sequences per forward pass; null: the run's batch_size
-
-    def check(self) -> None:
-        at_least("attack.audit", self, ("examples",), 0)
-        at_least("attack.audit", self, ("batch_size",), 1)
 
 
 @dataclass
