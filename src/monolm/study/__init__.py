@@ -1,0 +1,1 @@
+"""The study: arms x seeds x stages, its plan, executors and report."""
