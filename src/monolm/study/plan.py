@@ -1,0 +1,217 @@
+"""The plan of a study: every stage of every run, its deterministic directory, the overrides it
+runs with, what it needs, and a hash of what defines it (`study.json`).
+
+Directories, relative to the study dir:
+
+    runs/<subject>/<arm>/s<seed>/train                     train.py
+    runs/<subject>/<arm>/s<seed>/eval[/step-<n>]           evaluate.py on it (or a checkpoint)
+    runs/<subject>/<arm>/s<seed>/attack/<name>[/step-<n>]  attack.py
+    runs/<subject>/<arm>/s<seed>/control/<name>[...]      its matched random control
+    transfer/<subject>/s<seed>/<name>/<source arm>         the source's attacked inputs replayed
+                                                           on the other arms of the seed
+    report                                                 the study's report
+
+A stage is done when its outputs validate and the hash it recorded equals the plan's (its own
+definition and, through them, everything upstream): a rerun skips finished work and redoes
+changed work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from monolm.run_dir import PERIODIC_CHECKPOINT_NAME
+from monolm.study.settings import AttackSpec, StudySettings
+
+STUDY_PLAN = "study.json"
+KINDS = ("train", "evaluate", "attack", "control", "transfer", "report")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One unit of work: `kind` runs with `overrides` into `dir` once every stage in `needs`
+    is done."""
+
+    kind: str
+    key: str  # unique in the plan, e.g. "tiny_t5/none/s0/attack/gcg"
+    dir: str  # relative to the study dir
+    overrides: tuple[str, ...]
+    needs: tuple[str, ...] = ()
+    subject: str | None = None
+    arm: str | None = None
+    seed: int | None = None
+    name: str | None = None  # the attack's name (attack, control, transfer)
+    step: int | None = None  # a checkpoint's training step (quality-matched view)
+    targets: tuple[str, ...] = field(default=())  # transfer: the arms replayed on
+
+    def own_sha256(self) -> str:
+        """What defines the stage itself: its kind, overrides and targets."""
+        defining = {
+            "kind": self.kind,
+            "overrides": list(self.overrides),
+            "targets": list(self.targets),
+        }
+        return hashlib.sha256(json.dumps(defining, sort_keys=True).encode()).hexdigest()
+
+
+def stage_hashes(stages: list[Stage]) -> dict[str, str]:
+    """Each stage's hash: its own definition and the hashes of everything it needs, so a
+    changed training run changes the hash of every stage downstream of it."""
+    out: dict[str, str] = {}
+    for stage in stages:  # planned in dependency order
+        chain = [stage.own_sha256(), *(out[need] for need in stage.needs)]
+        out[stage.key] = hashlib.sha256("\n".join(chain).encode()).hexdigest()
+    return out
+
+
+def _run_dir(subject: str, arm: str, seed: int) -> str:
+    return f"runs/{subject}/{arm}/s{seed}"
+
+
+def _checkpoint_dirs(step: int | None) -> str:
+    return "" if step is None else f"/step-{step}"
+
+
+def _checkpoint(study_dir: Path, train: str, step: int | None) -> list[str]:
+    if step is None:
+        return []
+    name = PERIODIC_CHECKPOINT_NAME.format(step=step)
+    return [f"checkpoint={study_dir / train / 'checkpoints' / f'{name}.ckpt'}"]
+
+
+def build_plan(settings: StudySettings, study_dir: Path) -> list[Stage]:
+    """Every stage, in an order that runs each after what it needs."""
+    settings.check()
+    stages: list[Stage] = []
+    for subject, subject_overrides in settings.subjects.items():
+        trains: dict[tuple[str, int], Stage] = {}
+        for seed in settings.seeds:
+            for arm, arm_overrides in settings.arms.items():
+                base = _run_dir(subject, arm, seed)
+                train = Stage(
+                    "train",
+                    f"{subject}/{arm}/s{seed}/train",
+                    f"{base}/train",
+                    (*subject_overrides, *arm_overrides, f"seed={seed}"),
+                    subject=subject,
+                    arm=arm,
+                    seed=seed,
+                )
+                trains[arm, seed] = train
+                stages.append(train)
+                stages.extend(_per_run(settings, study_dir, train, base))
+        stages.extend(_transfers(settings, study_dir, trains, subject))
+    stages.append(
+        Stage(
+            "report",
+            "report",
+            "report",
+            (),
+            needs=tuple(s.key for s in stages),
+        )
+    )
+    return stages
+
+
+def _per_run(settings: StudySettings, study_dir: Path, train: Stage, base: str) -> Iterator[Stage]:
+    run_dir = f"run_dir={study_dir / train.dir}"
+    where = {"subject": train.subject, "arm": train.arm, "seed": train.seed}
+    for step in (None, *settings.checkpoints):
+        at = _checkpoint_dirs(step)
+        checkpoint = _checkpoint(study_dir, train.dir, step)
+        if settings.evaluate is not None:
+            yield Stage(
+                "evaluate",
+                f"{train.key[: -len('/train')]}/evaluate{at}",
+                f"{base}/eval{at}",
+                (run_dir, *checkpoint, *settings.evaluate),
+                needs=(train.key,),
+                step=step,
+                **where,
+            )
+        for name, spec in settings.attacks.items():
+            attack = Stage(
+                "attack",
+                f"{train.key[: -len('/train')]}/attack/{name}{at}",
+                f"{base}/attack/{name}{at}",
+                (run_dir, *checkpoint, *settings.attack_overrides, *_option(spec, name)),
+                needs=(train.key,),
+                name=name,
+                step=step,
+                **where,
+            )
+            yield attack
+            if spec.control:
+                yield Stage(
+                    "control",
+                    f"{train.key[: -len('/train')]}/control/{name}{at}",
+                    f"{base}/control/{name}{at}",
+                    (
+                        run_dir,
+                        *checkpoint,
+                        *settings.attack_overrides,
+                        "attack=random",
+                        f"attack.mimic={spec.option(name)}",
+                        f"attack.queries_from={study_dir / attack.dir}",
+                        *spec.settings_overrides(),
+                    ),
+                    needs=(attack.key,),
+                    name=name,
+                    step=step,
+                    **where,
+                )
+
+
+def _option(spec: AttackSpec, name: str) -> list[str]:
+    """The attack's overrides, with `attack=<name>` first when they pick no option."""
+    if any(o.startswith("attack=") for o in spec.overrides):
+        return list(spec.overrides)
+    return [f"attack={name}", *spec.overrides]
+
+
+def _transfers(
+    settings: StudySettings,
+    study_dir: Path,
+    trains: dict[tuple[str, int], Stage],
+    subject: str,
+) -> Iterator[Stage]:
+    arms = list(settings.arms)
+    for seed in settings.seeds:
+        for name, spec in settings.attacks.items():
+            if not spec.transfer:
+                continue
+            for source in arms:
+                targets = tuple(a for a in arms if a != source)
+                attack_key = f"{subject}/{source}/s{seed}/attack/{name}"
+                yield Stage(
+                    "transfer",
+                    f"{subject}/s{seed}/transfer/{name}/{source}",
+                    f"transfer/{subject}/s{seed}/{name}/{source}",
+                    (
+                        f"source={study_dir / _run_dir(subject, source, seed)}/attack/{name}",
+                        *(f"target={study_dir / trains[t, seed].dir}" for t in targets),
+                    ),
+                    needs=(attack_key, *(trains[t, seed].key for t in arms)),
+                    subject=subject,
+                    arm=source,
+                    seed=seed,
+                    name=name,
+                    targets=targets,
+                )
+
+
+def plan_record(settings: StudySettings, study_dir: Path, stages: list[Stage]) -> dict[str, Any]:
+    """study.json's content."""
+    hashes = stage_hashes(stages)
+    return {
+        "study": settings.name,
+        "study_dir": str(study_dir),
+        "settings": asdict(settings),
+        "baseline": settings.baseline_arm,
+        "stages": [{**asdict(s), "sha256": hashes[s.key]} for s in stages],
+    }
