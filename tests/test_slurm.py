@@ -5,10 +5,8 @@ uninterrupted run. Every wait is bounded."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,28 +16,11 @@ from tests.test_resume import assert_same_tensors, last, train
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-SCRIPT = REPO / "scripts" / "slurm_cluster.sh"
 TINY = ("trainer.val_check_interval=null", "trainer.enable_progress_bar=false",
         "trainer.enable_model_summary=false", "dataset.max_validation_examples=8",
         "data.batch_size=4")  # fmt: skip
 ON_SLURM = ("hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
             "hydra.launcher.timeout_min=30")  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """The environment of a running cluster; stops only the daemons it started."""
-    state = tmp_path_factory.mktemp("slurm")
-    up = subprocess.run(["bash", str(SCRIPT), "up", str(state)], capture_output=True, text=True,
-                        timeout=600)  # fmt: skip
-    if up.returncode == 3:
-        pytest.skip(up.stderr.strip().splitlines()[-1])
-    assert up.returncode == 0, up.stderr[-3000:]
-    env = {**os.environ, "SLURM_CONF": str(state / "slurm.conf"), "PYTHONUNBUFFERED": "1"}
-    try:
-        yield env
-    finally:
-        subprocess.run(["bash", str(SCRIPT), "down", str(state)], timeout=60, check=False)
 
 
 def _sweep(env: dict[str, str], sweep_dir: Path, *overrides: str) -> subprocess.Popen:

@@ -3,6 +3,7 @@ change exactly when what defines a stage changes (conf/study/tiny.yaml composed 
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from monolm.config.typed import typed_settings
 from monolm.errors import UserError
 from monolm.study.plan import build_plan, stage_hashes
 from monolm.study.settings import StudySettings
+from monolm.study.slurm import StageTask, build_groups, dependency_of
+from monolm.study.stages import check_stages
 from tests.helpers import CONF
 
 
@@ -88,3 +91,50 @@ def test_an_impossible_study_is_refused_naming_the_value(
 ) -> None:
     with pytest.raises(UserError, match=fragment):
         build_plan(tiny(**changes), tmp_path)
+
+
+def test_on_slurm_each_group_is_an_array_chained_by_the_plans_needs(tmp_path: Path) -> None:
+    stages = build_plan(tiny(), tmp_path)
+    groups = build_groups(stages)
+    ids = {g.name: str(100 + i) for i, g in enumerate(groups)}
+    dependency = {g.name: dependency_of(g, groups, ids) for g in groups}
+    train = ids["tiny_t5.train"]
+    assert [s.key for s in groups[0].stages] == [
+        f"tiny_t5/{arm}/s{seed}/train" for seed in (0, 1) for arm in ("none", "monotonic")
+    ]
+    assert dependency["tiny_t5.train"] is None
+    # task i of every per-run array needs task i of the training array (or of its attack)
+    assert dependency["tiny_t5.evaluate.step-50"] == f"aftercorr:{train}"
+    assert dependency["tiny_t5.attack.gcg"] == f"aftercorr:{train}"
+    assert dependency["tiny_t5.control.gcg"] == f"aftercorr:{ids['tiny_t5.attack.gcg']}"
+    # a transfer needs its source attack (task i) and every arm's training run (all of them)
+    uat = ids["tiny_t5.attack.uat"]
+    assert dependency["tiny_t5.transfer.uat"] == f"aftercorr:{uat},afterok:{train}"
+    # the report waits for everything, whatever its outcome
+    assert dependency["report"] == "afterany:" + ":".join(
+        ids[g.name] for g in groups if g.name != "report"
+    )
+    # groups already done are not waited for
+    del ids["tiny_t5.train"]
+    assert dependency_of(groups[1], groups, ids) is None
+
+
+def test_an_array_task_is_picklable_and_requeues_itself_with_its_index(tmp_path: Path) -> None:
+    stages = build_plan(tiny(), tmp_path)
+    hashes = stage_hashes(stages)
+    task = StageTask(tmp_path, CONF, stages[:2], [hashes[s.key] for s in stages[:2]])
+    again = pickle.loads(pickle.dumps(task))
+    assert again == task
+    delayed = task.checkpoint(1)
+    assert delayed.function is task and delayed.args == (1,)
+
+
+def test_a_typo_in_an_arm_or_an_attack_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    arm = tiny(**{"arms.monotonic": ["constraint=monotone"]})
+    wrong = r"tiny_t5/monotonic/s0/train: unknown constraint option 'monotone'"
+    with pytest.raises(UserError, match=wrong):
+        check_stages(tmp_path, CONF, build_plan(arm, tmp_path))
+    attack = tiny(**{"attack_overrides": ["max_exampels=3"]})
+    with pytest.raises(UserError, match=r"attack/gcg: unknown config key 'max_exampels'"):
+        check_stages(tmp_path, CONF, build_plan(attack, tmp_path))
+    assert not any(tmp_path.iterdir())  # nothing written

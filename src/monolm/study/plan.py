@@ -194,7 +194,7 @@ def _transfers(
                     f"transfer/{subject}/s{seed}/{name}/{source}",
                     (
                         f"source={study_dir / _run_dir(subject, source, seed)}/attack/{name}",
-                        *(f"target={study_dir / trains[t, seed].dir}" for t in targets),
+                        *(f"target.{t}={study_dir / trains[t, seed].dir}" for t in targets),
                     ),
                     needs=(attack_key, *(trains[t, seed].key for t in arms)),
                     subject=subject,

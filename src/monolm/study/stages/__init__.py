@@ -1,0 +1,192 @@
+"""The study's stages: each kind is one module here (train, evaluate, attack, transfer, report)
+registered in `KINDS`; this module runs one stage, records it, and says whether it is done.
+
+A stage's outputs go to its own dir (the plan's `dir`, relative to the study dir), and nothing
+else: a training run dir stays exactly what train.py writes. Its bookkeeping goes to
+`<study_dir>/stages/<dir>/` (`record_dir`):
+- `stage-running.json` while it runs (host, pid, SLURM job id, start time);
+- `stage.json` when it finished and its outputs validate, holding the plan's hash;
+- `stage-failed.json` (the one-line reason and the traceback) when it raised;
+- `stage.log`: everything logged while it ran.
+
+A stage is done when `stage.json` holds the plan's hash and its outputs validate: a rerun skips
+finished work and redoes changed work (the hash chains through everything upstream).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from monolm.cli import describe
+from monolm.errors import UserError
+from monolm.provenance import write_json
+from monolm.study.plan import Stage
+from monolm.study.stages.attack import ATTACK, CONTROL
+from monolm.study.stages.base import StageKind
+from monolm.study.stages.evaluate import EVALUATE
+from monolm.study.stages.report import REPORT
+from monolm.study.stages.train import TRAIN
+from monolm.study.stages.transfer import TRANSFER
+
+STAGE_RECORD = "stage.json"
+STAGE_LOG = "stage.log"
+STAGE_FAILURE = "stage-failed.json"
+STAGE_RUNNING = "stage-running.json"
+RECORDS_DIR = "stages"
+
+KINDS: dict[str, StageKind] = {
+    "train": TRAIN,
+    "evaluate": EVALUATE,
+    "attack": ATTACK,
+    "control": CONTROL,
+    "transfer": TRANSFER,
+    "report": REPORT,
+}
+
+
+def _record(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"'{path}' is corrupt ({type(exc).__name__}: {exc})") from exc
+    return record if isinstance(record, dict) else None
+
+
+def record_dir(study_dir: Path, stage: Stage) -> Path:
+    """Where the stage's bookkeeping (record, failure, log) goes."""
+    return study_dir / RECORDS_DIR / stage.dir
+
+
+def stage_log_path(study_dir: Path, stage: Stage) -> Path:
+    return record_dir(study_dir, stage) / STAGE_LOG
+
+
+def stage_record(study_dir: Path, stage: Stage) -> dict[str, Any] | None:
+    return _record(record_dir(study_dir, stage) / STAGE_RECORD)
+
+
+def failure_record(study_dir: Path, stage: Stage) -> dict[str, Any] | None:
+    return _record(record_dir(study_dir, stage) / STAGE_FAILURE)
+
+
+def running_record(study_dir: Path, stage: Stage) -> dict[str, Any] | None:
+    return _record(record_dir(study_dir, stage) / STAGE_RUNNING)
+
+
+def check_stages(study_dir: Path, conf_dir: Path, stages: list[Stage]) -> None:
+    """Compose every stage's config as it will run, once per distinct set of overrides up to
+    the run and checkpoint it points at (each training run's arm and subject; each other kind's
+    attack): a typo in an arm, a subject or an attack ends the command in one line naming the
+    stage, before anything runs."""
+    seen = set()
+    for stage in stages:
+        if stage.kind == "train":
+            shape = (stage.kind, stage.subject, stage.arm)
+        else:
+            shape = (stage.kind, stage.name)
+        if shape in seen:
+            continue
+        seen.add(shape)
+        try:
+            KINDS[stage.kind].check(conf_dir, stage, study_dir / stage.dir)
+        except Exception as exc:
+            message = describe(exc)
+            if message is None:
+                raise
+            raise UserError(f"study stage {stage.key}: {message}") from exc
+
+
+def is_done(study_dir: Path, stage: Stage, sha256: str) -> bool:
+    """The stage's recorded hash is the plan's and its outputs validate."""
+    record = stage_record(study_dir, stage)
+    return (
+        record is not None
+        and record.get("sha256") == sha256
+        and KINDS[stage.kind].outputs_valid(study_dir / stage.dir)
+    )
+
+
+@contextmanager
+def stage_log(path: Path) -> Iterator[None]:
+    """Everything logged while the stage runs also goes to `path`."""
+    handler = logging.FileHandler(path, delay=True)
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def _slurm_job_id() -> str | None:
+    array = os.environ.get("SLURM_ARRAY_JOB_ID")
+    if array is not None:
+        return f"{array}_{os.environ.get('SLURM_ARRAY_TASK_ID')}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
+def run_stage(study_dir: Path, conf_dir: Path, stage: Stage, sha256: str) -> None:
+    """Run `stage` in this process into its dir and record it: `stage.json` when its outputs
+    validate, `stage-failed.json` (then re-raised) when it raised."""
+    kind = KINDS[stage.kind]
+    out = study_dir / stage.dir
+    records = record_dir(study_dir, stage)
+    records.mkdir(parents=True, exist_ok=True)
+    for stale in (STAGE_FAILURE, STAGE_RECORD):
+        (records / stale).unlink(missing_ok=True)
+    started = time.time()
+    write_json(
+        records / STAGE_RUNNING,
+        {
+            "key": stage.key,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "slurm_job_id": _slurm_job_id(),
+            "started": started,
+        },
+    )
+    try:
+        with stage_log(records / STAGE_LOG):
+            kind.run(study_dir, conf_dir, stage, out)
+        if not kind.outputs_valid(out):
+            raise UserError(
+                f"stage {stage.key} finished but its outputs in '{out}' do not validate"
+            )
+    except BaseException as exc:
+        if isinstance(exc, Exception):  # a stop signal (SystemExit on requeue) is not a failure
+            write_json(
+                records / STAGE_FAILURE,
+                {
+                    "key": stage.key,
+                    "reason": f"{type(exc).__name__}: {exc}".splitlines()[0],
+                    "traceback": traceback.format_exc(),
+                    "slurm_job_id": _slurm_job_id(),
+                },
+            )
+        raise
+    finally:
+        (records / STAGE_RUNNING).unlink(missing_ok=True)
+    write_json(
+        records / STAGE_RECORD,
+        {
+            "key": stage.key,
+            "kind": stage.kind,
+            "sha256": sha256,
+            "overrides": list(stage.overrides),
+            "seconds": time.time() - started,
+            "slurm_job_id": _slurm_job_id(),
+        },
+    )
