@@ -63,18 +63,23 @@ def test_a_control_matches_its_attack_and_a_checkpoint_stage_names_its_file(
 
 
 def test_a_stages_hash_changes_with_what_defines_it_and_only_that(tmp_path: Path) -> None:
-    before = stage_hashes(build_plan(tiny(), tmp_path))
-    assert before == stage_hashes(build_plan(tiny(), tmp_path))
-    changed = stage_hashes(build_plan(tiny(**{"attacks.gcg.overrides": ["attack=gcg"]}), tmp_path))
+    before = stage_hashes(build_plan(tiny(), tmp_path), tmp_path)
+    assert before == stage_hashes(build_plan(tiny(), tmp_path), tmp_path)
+    changed = stage_hashes(
+        build_plan(tiny(**{"attacks.gcg.overrides": ["attack=gcg"]}), tmp_path), tmp_path
+    )
     differ = {key for key in before if before[key] != changed[key]}
     assert differ and all("/gcg" in key or key == "report" for key in differ)
     assert before["tiny_t5/none/s0/train"] == changed["tiny_t5/none/s0/train"]
     # a changed training run changes everything downstream of it, and nothing else
     longer = tiny(**{"subjects.tiny_t5": ["model=tiny_t5", "trainer.max_steps=120"]})
-    retrained = stage_hashes(build_plan(longer, tmp_path))
+    retrained = stage_hashes(build_plan(longer, tmp_path), tmp_path)
     differ = {key for key in before if before[key] != retrained[key]}
     assert "tiny_t5/none/s0/control/gcg" in differ and "tiny_t5/s1/transfer/uat/none" in differ
     assert not any(key.startswith("tiny_pythia/") for key in differ)
+    # a study dir moved elsewhere keeps its hashes (paths inside it count relative to it)
+    moved = tmp_path / "elsewhere"
+    assert stage_hashes(build_plan(tiny(), moved), moved) == before
 
 
 @pytest.mark.parametrize(
@@ -121,7 +126,7 @@ def test_on_slurm_each_group_is_an_array_chained_by_the_plans_needs(tmp_path: Pa
 
 def test_an_array_task_is_picklable_and_requeues_itself_with_its_index(tmp_path: Path) -> None:
     stages = build_plan(tiny(), tmp_path)
-    hashes = stage_hashes(stages)
+    hashes = stage_hashes(stages, tmp_path)
     task = StageTask(tmp_path, CONF, stages[:2], [hashes[s.key] for s in stages[:2]])
     again = pickle.loads(pickle.dumps(task))
     assert again == task

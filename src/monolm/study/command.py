@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     executor.check()
     study_dir = study_dir_of(cfg, settings, args.command)
     stages = build_plan(settings, study_dir)
-    hashes = stage_hashes(stages)
+    hashes = stage_hashes(stages, study_dir)
     if args.command in ("status", "report"):
         if not (study_dir / STUDY_PLAN).is_file():
             raise UserError(f"study_dir={study_dir} has no {STUDY_PLAN}: run plan or run first")

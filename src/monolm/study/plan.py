@@ -49,22 +49,24 @@ class Stage:
     step: int | None = None  # a checkpoint's training step (quality-matched view)
     targets: tuple[str, ...] = field(default=())  # transfer: the arms replayed on
 
-    def own_sha256(self) -> str:
-        """What defines the stage itself: its kind, overrides and targets."""
+    def own_sha256(self, study_dir: Path) -> str:
+        """What defines the stage itself: its kind, overrides and targets, with paths inside the
+        study dir taken relative to it (a study dir moved elsewhere keeps its finished work)."""
+        inside = str(study_dir)
         defining = {
             "kind": self.kind,
-            "overrides": list(self.overrides),
+            "overrides": [o.replace(inside, "<study_dir>") for o in self.overrides],
             "targets": list(self.targets),
         }
         return hashlib.sha256(json.dumps(defining, sort_keys=True).encode()).hexdigest()
 
 
-def stage_hashes(stages: list[Stage]) -> dict[str, str]:
+def stage_hashes(stages: list[Stage], study_dir: Path) -> dict[str, str]:
     """Each stage's hash: its own definition and the hashes of everything it needs, so a
     changed training run changes the hash of every stage downstream of it."""
     out: dict[str, str] = {}
     for stage in stages:  # planned in dependency order
-        chain = [stage.own_sha256(), *(out[need] for need in stage.needs)]
+        chain = [stage.own_sha256(study_dir), *(out[need] for need in stage.needs)]
         out[stage.key] = hashlib.sha256("\n".join(chain).encode()).hexdigest()
     return out
 
@@ -207,7 +209,7 @@ def _transfers(
 
 def plan_record(settings: StudySettings, study_dir: Path, stages: list[Stage]) -> dict[str, Any]:
     """study.json's content."""
-    hashes = stage_hashes(stages)
+    hashes = stage_hashes(stages, study_dir)
     return {
         "study": settings.name,
         "study_dir": str(study_dir),
