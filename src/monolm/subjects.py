@@ -84,6 +84,11 @@ class SubjectRef:
         """A short name: the run dir's or the directory's name, or the option / hub id."""
         return Path(self.name).name or self.name
 
+    def data_seed(self, stage_seed: int) -> int:
+        """The seed the loaded subject splits data with (`Subject.seed`): a run's own training
+        seed (its held-out split), else the stage's `seed`."""
+        return int(self.config.seed) if self.run is not None else stage_seed
+
 
 @dataclass(frozen=True)
 class SubjectQuery:
@@ -410,7 +415,7 @@ def _warn_if_unfinished(identity: SubjectIdentity) -> None:
     )
 
 
-def _load_run(ref: SubjectRef) -> Subject:
+def _load_run(ref: SubjectRef, seed: int) -> Subject:
     """A run's model, rebuilt from its run dir, with its checkpoint's weights."""
     transform = build_constraint(ref.config.constraint)
     tokenizer = AutoTokenizer.from_pretrained(ref.run.tokenizer_dir)
@@ -433,7 +438,7 @@ def _load_run(ref: SubjectRef) -> Subject:
         run_status=status,
     )
     _warn_if_unfinished(identity)
-    return Subject(ref, model.eval(), tokenizer, transform, int(ref.config.seed), asdict(identity))
+    return Subject(ref, model.eval(), tokenizer, transform, seed, asdict(identity))
 
 
 def _model_identity(ref: SubjectRef) -> dict[str, Any]:
@@ -457,11 +462,11 @@ def _model_identity(ref: SubjectRef) -> dict[str, Any]:
 def load_subject(ref: SubjectRef, cache_dir: str, seed: int = 0) -> Subject:
     """The subject's model in fp32 and eval mode, transform applied and weights loaded."""
     if ref.run is not None:
-        return _load_run(ref)
+        return _load_run(ref, ref.data_seed(seed))
     tokenizer = load_tokenizer(ref.model_cfg, cache_dir)
     torch.manual_seed(seed)  # models built from an architecture start from a seeded init
     model = load_model(ref.model_cfg, load_model_config(ref.model_cfg, tokenizer)).eval()
-    return Subject(ref, model, tokenizer, NoConstraint(), seed, _model_identity(ref))
+    return Subject(ref, model, tokenizer, NoConstraint(), ref.data_seed(seed), _model_identity(ref))
 
 
 def load_run(run_dir: str | Path, checkpoint: str | None = None) -> Subject:

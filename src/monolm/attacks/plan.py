@@ -131,16 +131,20 @@ def tokenizer_difference(source: Any, target: Any, key: str = "") -> tuple[str, 
 
 
 def check_same_tokenizer(
-    source: str, source_identity: dict[str, Any], target: str, target_identity: dict[str, Any]
+    source: str,
+    source_identity: dict[str, Any],
+    target: str,
+    target_identity: dict[str, Any],
+    key: str = "attack.transfer_to",
 ) -> None:
     """Refuse a transfer target whose tokenizer gives other ids, naming both sides and the first
-    thing that differs."""
+    thing that differs (`key`: where the target was given)."""
     found = tokenizer_difference(source_identity, target_identity)
     if found is None:
         return
     where, theirs, mine = found
     raise UserError(
-        f"attack.transfer_to: target '{target}' and source '{source}' have different tokenizers "
+        f"{key}: target '{target}' and source '{source}' have different tokenizers "
         f"(first difference, {where}: source {_short(theirs)}, target {_short(mine)}); attacked "
         "inputs are token ids, so transfer needs the same tokenizer"
     )
@@ -151,17 +155,19 @@ def check_transfer_targets(
     conf_dir: Path,
     cache_dir: str,
     source_tokenizers: dict[str, dict[str, Any]],
+    key: str = "attack.transfer_to",
 ) -> list[SubjectRef]:
     """Every target exists and shares the sources' tokenizer (inputs travel as token ids);
-    `source_tokenizers`: each source's `tokenizer_identity`."""
+    `source_tokenizers`: each source's `tokenizer_identity`; `key`: where the targets were
+    given (messages name it)."""
     resolved = []
     for target in targets:
         try:
             ref = resolve_target(conf_dir, target)
         except UserError as exc:
-            raise UserError(f"attack.transfer_to: {exc}") from exc
+            raise UserError(f"{key}: {exc}") from exc
         identity = tokenizer_identity(load_subject_tokenizer(ref, cache_dir))
         for source, source_identity in source_tokenizers.items():
-            check_same_tokenizer(source, source_identity, target, identity)
+            check_same_tokenizer(source, source_identity, target, identity, key)
         resolved.append(ref)
     return resolved

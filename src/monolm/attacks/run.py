@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import gc
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
 from monolm.attacks.audit import audit_attack, audit_text, check_audit
 from monolm.attacks.base import AttackOutcome, AttackPlan, AttackRun, AttackSettings
 from monolm.attacks.examples import AttackExample, ExampleSettings, build_examples
-from monolm.attacks.objective import Objective
-from monolm.attacks.outcome import aggregate, budget_curve, measure, rate_text
+from monolm.attacks.outcome import aggregate, budget_curve, rate_text
 from monolm.attacks.plan import (
     check_run_settings,
     check_transfer_targets,
@@ -34,10 +31,11 @@ from monolm.attacks.plan import (
     tokenizer_identity,
 )
 from monolm.attacks.registry import attack_settings
+from monolm.attacks.transfer import Measurement, safe_name, summary, transfer_cell
 from monolm.attacks.vocabulary import candidate_vocabulary
-from monolm.config.eval_schema import BootstrapConfig, GenerationConfig
+from monolm.config.eval_schema import BootstrapConfig
 from monolm.data.sources import split_rows
-from monolm.inference import Placement, placement_of
+from monolm.inference import placement_of
 from monolm.provenance import provenance, write_json, write_jsonl
 from monolm.run_dir import (
     ATTACK_AUDIT,
@@ -47,69 +45,9 @@ from monolm.run_dir import (
     TRANSFER_RECORD,
     examples_file,
 )
-from monolm.subjects import Subject, SubjectRef, load_subject, load_subject_tokenizer
+from monolm.subjects import SubjectRef, load_subject, load_subject_tokenizer
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """How attacked inputs are judged, for the attacked model and every transfer target."""
-
-    settings: AttackSettings  # thresholds and floors
-    generation: GenerationConfig
-    bootstrap: BootstrapConfig
-    placement: Placement
-    batch_size: int
-
-    def objective(self, subject: Subject) -> Objective:
-        subject.model.to(self.placement.torch_device).eval()
-        return Objective(
-            subject.model,
-            subject.transform,
-            subject.tokenizer.pad_token_id,
-            self.batch_size,
-            self.placement.autocast_dtype,
-        )
-
-    def rows(
-        self,
-        objective: Objective,
-        subject: Subject,
-        examples: list[AttackExample],
-        outcome: AttackOutcome,
-    ) -> list[dict[str, Any]]:
-        with tqdm(
-            total=2 * len(examples),
-            unit="summary",
-            desc="measuring: generating",
-            disable=not objective.seq2seq,
-            dynamic_ncols=True,
-            leave=False,
-        ) as bar:
-            return measure(
-                objective,
-                subject.tokenizer,
-                examples,
-                outcome,
-                self.settings,
-                self.generation,
-                bar.update,
-            )
-
-
-def _summary(aggregates: dict[str, Any]) -> dict[str, Any]:
-    rate = aggregates["success_rate"]
-    return {
-        "success_rate": rate["mean"] if rate else None,
-        "delta_nll": aggregates["delta_nll"]["mean"],
-        "relative_nll": (aggregates["relative_nll"] or {}).get("mean"),
-        **{k: aggregates[k] for k in ("n", "decided", "successes", "failures", "skipped")},
-    }
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name.strip("/"))[-120:]
 
 
 def attack(cfg: DictConfig, conf_dir: Path) -> list[Path]:
@@ -128,13 +66,7 @@ def attack(cfg: DictConfig, conf_dir: Path) -> list[Path]:
     targets = check_transfer_targets(
         [str(t) for t in settings.transfer_to], conf_dir, cache_dir, tokenizers
     )
-    measurement = Measurement(
-        settings,
-        OmegaConf.to_object(cfg.generation),
-        OmegaConf.to_object(cfg.bootstrap),
-        placement,
-        int(cfg.batch_size),
-    )
+    measurement = Measurement.of(cfg, settings, placement)
     example_settings = ExampleSettings.of(cfg)
     written, matrix = [], {}
     for ref, plan in planned:
@@ -199,7 +131,7 @@ def attack(cfg: DictConfig, conf_dir: Path) -> list[Path]:
             log.info("%s", audit_text(payload["audit"]))
         cells = {
             ref.name: {
-                **_summary(aggregates),
+                **summary(aggregates),
                 "success_rate_text": payload["success_rate_text"],
                 "subject": subject.record(),
             }
@@ -252,29 +184,24 @@ def _transfer(
     seed: int,
 ) -> dict[str, dict[str, Any]]:
     """The source's attacked inputs replayed on each target: one matrix cell per target."""
-    cells = {}
-    for target in targets:
-        if target.name == source.name:
-            continue
-        log.info("transfer: replaying %s's attacked inputs on %s", source.name, target.name)
-        other = load_subject(target, cache_dir, seed)
-        target_rows = measurement.rows(measurement.objective(other), other, examples, outcome)
-        for row, source_row in zip(target_rows, source_rows, strict=True):
-            row["source_status"] = source_row["status"]
-        file = plan.out_dir / TRANSFER_DIR / examples_file(_safe(target.name))
-        write_jsonl(file, target_rows)
-        target_aggregates = aggregate(target_rows, measurement.bootstrap)
-        text = rate_text(target_aggregates, measurement.settings, plan.family)
-        log.info("transfer %s -> %s: %s", source.name, target.name, text)
-        cells[target.name] = {
-            **_summary(target_aggregates),
-            "success_rate_text": text,
-            "examples_file": str(file.relative_to(plan.out_dir)),
-            "subject": other.record(),
-        }
-        del other
-        gc.collect()
-    return cells
+    statuses = [row["status"] for row in source_rows]
+    return {
+        target.name: transfer_cell(
+            measurement,
+            source.name,
+            target,
+            plan.family,
+            examples,
+            outcome,
+            statuses,
+            plan.out_dir,
+            Path(TRANSFER_DIR) / examples_file(safe_name(target.name)),
+            cache_dir,
+            seed,
+        )
+        for target in targets
+        if target.name != source.name
+    }
 
 
 def _transfer_record(
