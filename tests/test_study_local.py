@@ -2,7 +2,7 @@
 so it runs in minutes on 2 CPU cores (both tiny families, both arms, two seeds, GCG and UAT with
 their controls and transfers, a checkpoint along training): every output exists, the report's
 headline numbers equal what this test recomputes from the per-example files, a rerun skips every
-finished stage, and a changed attack reruns exactly what depends on it."""
+finished stage, and a changed stage reruns (hashes chained through needs: test_study_plan)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,12 @@ SMALL = (
     f"study.subjects.tiny_pythia=[{_subject('tiny_pythia', 'tiny_lm')}]",
     "study.checkpoints=[8]",
     'study.evaluate=["max_examples=8"]',
-    'study.attack_overrides=["max_examples=6","bootstrap.resamples=50"]',
+    'study.attack_overrides=["max_examples=5","bootstrap.resamples=50"]',
+    'study.attacks.gcg.overrides=["attack=gcg","attack.gcg.budget=2","attack.gcg.steps=2",'
+    '"attack.gcg.top_k=4","attack.gcg.candidates=16"]',
+    'study.attacks.uat.overrides=["attack=uat","attack.trigger.length=2",'
+    '"attack.trigger.restarts=1","attack.trigger.steps=1","attack.trigger.top_k=4",'
+    '"attack.trigger.optimization_examples=5"]',
 )
 
 
@@ -79,7 +84,7 @@ def test_every_stage_and_every_output_of_the_study_exists(tiny_study: Path) -> N
     report = tiny_study / "report"
     assert {p.name for p in report.iterdir()} >= {"results.json", "report.md", "tables.tex"}
     figures = {p.name.split("-")[0] for p in (report / "figures").glob("*.png")}
-    assert figures >= {"quality_vs_robustness", "success_vs_budget", "transfer_heatmap",
+    assert figures >= {"quality_vs_robustness", "success_vs_budget", "transfer",
                        "training", "forest"}  # fmt: skip
     assert len(list((report / "figures").glob("*.pdf"))) == len(
         list((report / "figures").glob("*.png"))
@@ -150,19 +155,23 @@ def test_the_headline_numbers_are_what_the_per_example_files_give(tiny_study: Pa
             assert test["p_value_two_sided"] == pytest.approx(
                 binomtest(only_a, only_a + only_b).pvalue
             )
-    # transfer: each cell is the mean over seeds of the replayed inputs' success rate
-    cell = subject["transfer"]["gcg"]
-    sources, targets = cell["sources"], cell["targets"]
-    i, j = sources.index("monotonic"), targets.index("none")
+    # transfer: each cell is the mean over seeds of the replayed inputs' scores on the target
+    cell = subject["transfer"]["gcg"]["cells"]["monotonic"]["none"]
+    assert not cell["white_box"]
     mine = []
     for seed in SEEDS:
         found = rows(tiny_study / f"transfer/tiny_pythia/s{seed}/gcg/monotonic/none.examples.jsonl")
-        decided = [r["status"] == "success" for r in found if r["status"] != "skipped"]
-        mine.append(sum(decided) / len(decided) if decided else math.nan)
-    assert cell["success_rate"][i][j] == pytest.approx(np.nanmean(mine), nan_ok=True)
+        mine.append(float(np.mean([r["delta_nll"] for r in found])))
+    assert [s["delta_nll"] for s in cell["per_seed"]] == pytest.approx(mine)
+    assert cell["delta_nll"]["mean"] == pytest.approx(np.mean(mine))
+    diagonal = subject["transfer"]["gcg"]["cells"]["none"]["none"]
+    white_box = [_run_mean(tiny_study, "none", seed, "gcg", "delta_nll") for seed in SEEDS]
+    assert diagonal["white_box"] and diagonal["delta_nll"]["mean"] == pytest.approx(
+        np.mean(white_box)
+    )
 
 
-def test_a_rerun_skips_every_finished_stage_and_a_changed_attack_reruns_what_needs_it(
+def test_a_rerun_skips_every_finished_stage_and_a_changed_one_reruns_alone(
     tiny_study: Path,
 ) -> None:  # last in this module: it changes the study
     first = records(tiny_study)
@@ -171,12 +180,11 @@ def test_a_rerun_skips_every_finished_stage_and_a_changed_attack_reruns_what_nee
     assert "1 ran" in again.stdout and f"{len(first)} already done" in again.stdout
     assert records(tiny_study) == first  # nothing rewritten
 
-    budget = 'study.attacks.gcg.overrides=["attack=gcg","attack.gcg.budget=2"]'
-    changed = study("run", tiny_study, budget)
+    fewer = 'study.evaluate=["max_examples=6"]'
+    changed = study("run", tiny_study, fewer)
     assert changed.returncode == 0, changed.stderr[-3000:]
     rerun = {k for k, r in records(tiny_study).items() if r["sha256"] != first[k]["sha256"]}
-    # GCG's attacks and controls at both points of training and its transfers; nothing of UAT
-    assert rerun == {k for k in first if "/gcg" in k}
-    status = study("status", tiny_study, budget)
+    assert rerun == {k for k in first if "/evaluate" in k}  # at both points of training
+    status = study("status", tiny_study, fewer)
     assert status.returncode == 0, status.stderr
     assert {line.split()[1] for line in status.stdout.splitlines()[1:]} == {"done"}
