@@ -176,17 +176,17 @@ BAD = [
     (
         "corrupt examples.jsonl",
         lambda s: _append(s / ATTACK_EXAMPLES, "{not json\n"),
-        (f"{{source}}/{ATTACK_EXAMPLES}", "line 4", "corrupt"),
+        (f"{{source}}/{ATTACK_EXAMPLES}", "row 4", "not valid JSON"),
     ),
     (
         "a row without attacked_ids",
         lambda s: _edit_rows(s, _drop("attacked_ids")),
-        (f"{{source}}/{ATTACK_EXAMPLES}", "line 2", "'attacked_ids'"),
+        (f"{{source}}/{ATTACK_EXAMPLES}", "row 2", "'attacked_ids'"),
     ),
     (
         "a row without clean_ids",
         lambda s: _edit_rows(s, _drop("clean_ids")),
-        (f"{{source}}/{ATTACK_EXAMPLES}", "line 2", "'clean_ids'"),
+        (f"{{source}}/{ATTACK_EXAMPLES}", "row 2", "'clean_ids'"),
     ),
     (
         "an example id that is not the rebuilt one",

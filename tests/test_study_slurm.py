@@ -22,14 +22,16 @@ MICRO = (f"hydra.searchpath=[file://{REPO / 'tests' / 'data' / 'conf'}]", "study
 CPU_TASK = "{default:{timeout_min:30,cpus_per_task:1,mem_gb:1,gpus_per_node:0}}"
 ON_SLURM = ("executor=slurm", "~executor.resources", f"+executor.resources={CPU_TASK}")
 # 40 steps with a checkpoint at every one: long enough to requeue mid-way; no checkpoint stages.
-LONGER = ('study.subjects.tiny_pythia=[model=tiny_pythia,trainer.max_steps=40,'
-          'optim.schedule_steps=40,callbacks.checkpoint_every_n_steps=1,'
-          'trainer.val_check_interval=null,trainer.enable_progress_bar=false,'
-          'trainer.enable_model_summary=false,data.batch_size=4,dataset.max_validation_examples=8]',
-          "study.checkpoints=[]",
-          # an attack whose every task fails at run time (top_k must be >= 1)
-          "+study.attacks.broken={overrides:[attack=gcg,attack.gcg.top_k=0],"
-          "transfer:false}")  # fmt: skip
+TRAIN = ("model=tiny_pythia", "trainer.max_steps=40", "optim.schedule_steps=40",
+         "callbacks.checkpoint_every_n_steps=1", "trainer.val_check_interval=null",
+         "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+         "data.batch_size=4", "dataset.max_validation_examples=8")  # fmt: skip
+LONGER = (
+    "study.subjects.tiny_pythia=[" + ",".join(f'"{o}"' for o in TRAIN) + "]",
+    "study.checkpoints=[]",
+    # an attack whose every task fails at run time (top_k must be >= 1)
+    '+study.attacks.broken={overrides:["attack=gcg","attack.gcg.top_k=0"],transfer:false}',
+)
 
 
 def study(env: dict[str, str], command: str, study_dir: Path, *extra: str):
@@ -80,18 +82,21 @@ def test_a_study_on_slurm_is_its_dependency_graph_survives_a_requeue_and_reports
         for i in range(2):
             assert f"aftercorr:{upstream}_*" in shown[f"{array['array_id']}_{i}"]
 
-    # Requeue the first training task once it has saved step 3: it resumes, its dependents run.
+    # Signal the first training task as submitit's --signal does before a time limit or on
+    # preemption, once it has saved step 3: training saves, submitit calls the task's
+    # checkpoint() and requeues it; it resumes the run and its dependents still run. (SLURM's
+    # own requeue, SIGTERM, is the same path in training: tests/test_slurm.py.)
     run = tmp_path / "runs/tiny_pythia/none/s0/train"
     deadline = time.monotonic() + 300
     while not (run / "checkpoints/step-0000003.ckpt").exists():
         assert time.monotonic() < deadline, "training never reached step 3"
         time.sleep(0.05)
-    subprocess.run(["scontrol", "requeue", f"{train}_0"], env=slurm, timeout=30, check=True)
+    subprocess.run(["scancel", "--signal=USR2", f"{train}_0"], env=slurm, timeout=30, check=True)
     wait_until_idle(slurm, timeout=900)
 
     record = json.loads((run / "run.json").read_text())
     assert record["status"] == "completed"
-    assert any(s.get("stopped_by") == "SIGTERM" for s in record["previous_segments"])
+    assert any(s.get("stopped_by") == "SIGUSR2" for s in record["previous_segments"])
     status = study(slurm, "status", tmp_path, *LONGER)
     assert status.returncode == 0, status.stderr
     states = {

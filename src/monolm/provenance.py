@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 import monolm
+from monolm.errors import UserError
 
 PACKAGES = (
     "torch",
@@ -140,6 +141,27 @@ def _overwrite_in_place(path: Path, data: bytes) -> bool:
         handle.flush()
         os.fsync(handle.fileno())
     return True
+
+
+def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(row number, object) for every non-blank line of a JSONL file (per-example rows); a file
+    that cannot be read, or a row that is not a JSON object, is a UserError naming both."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"'{path}' is unreadable ({type(exc).__name__}: {exc})") from exc
+    rows = []
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"'{path}': row {number} is not valid JSON ({exc})") from exc
+        if not isinstance(row, dict):
+            raise UserError(f"'{path}': row {number} is not a JSON object")
+        rows.append((number, row))
+    return rows
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:

@@ -41,7 +41,7 @@ from monolm.config.typed import typed_settings
 from monolm.data.sources import split_rows
 from monolm.errors import UserError
 from monolm.inference import placement_of
-from monolm.provenance import provenance, write_json
+from monolm.provenance import provenance, read_jsonl, write_json
 from monolm.run_dir import (
     ATTACK_EXAMPLES,
     ATTACK_RECORD,
@@ -103,24 +103,12 @@ def _read_rows(source: Path) -> list[dict[str, Any]]:
     path = source / ATTACK_EXAMPLES
     if not path.is_file():
         raise UserError(f"'{source}' has no {ATTACK_EXAMPLES}: the attacked inputs are missing")
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"'{path}' is unreadable ({type(exc).__name__}: {exc})") from exc
     rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"'{path}' line {number} is corrupt ({exc})") from exc
-        if not isinstance(row, dict):
-            raise UserError(f"'{path}' line {number} is corrupt (not a JSON object)")
+    for number, row in read_jsonl(path):
         missing = [key for key in ROW_KEYS if key not in row]
         if missing:
             raise UserError(
-                f"'{path}' line {number} (example {row.get('id')!r}) has no '{missing[0]}' "
+                f"'{path}': row {number} (example {row.get('id')!r}) has no '{missing[0]}' "
                 f"(a replay needs {', '.join(ROW_KEYS)})"
             )
         for key in ("clean_ids", "attacked_ids"):
@@ -129,7 +117,7 @@ def _read_rows(source: Path) -> list[dict[str, Any]]:
                 isinstance(i, int) and not isinstance(i, bool) for i in ids
             ):
                 raise UserError(
-                    f"'{path}' line {number} (example {row['id']!r}): '{key}' is not a list of "
+                    f"'{path}': row {number} (example {row['id']!r}): '{key}' is not a list of "
                     "token ids"
                 )
         rows.append(row)

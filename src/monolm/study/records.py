@@ -25,6 +25,7 @@ from typing import Any
 
 from monolm.config.typed import typed_settings
 from monolm.errors import UserError
+from monolm.provenance import read_jsonl
 from monolm.run_dir import (
     ATTACK_EXAMPLES,
     ATTACK_RECORD,
@@ -115,19 +116,7 @@ def read_rows(path: Path) -> Rows:
         raise UserError(f"'{path}' is missing")
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"'{path}' is unreadable ({type(exc).__name__}: {exc})") from exc
-    for line, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"'{path}': row {line} is not valid JSON ({exc})") from exc
-        if not isinstance(row, dict):
-            raise UserError(f"'{path}': row {line} is not a JSON object")
+    for line, row in read_jsonl(path):
         ident = row.get("id")
         if not isinstance(ident, int | str) or isinstance(ident, bool):
             raise UserError(f"'{path}': row {line} has no 'id' (a string or integer)")
