@@ -81,8 +81,111 @@ def orchestration(study: str, overrides: list[str], root: Path) -> dict[str, flo
     }
 
 
+def _jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def _json(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+
+
+def _attack_rows(rng, n: int, shift: float) -> list[dict]:
+    clean = rng.uniform(1.0, 4.0, n)
+    delta = rng.normal(shift, 0.2, n)
+    return [
+        {
+            "id": i,
+            "clean_nll": clean[i],
+            "attacked_nll": clean[i] + delta[i],
+            "delta_nll": delta[i],
+            "relative_nll": delta[i] / clean[i],
+            "status": "success" if delta[i] / clean[i] > 0.1 else "failure",
+            "queries": 40,
+            "curve": [[1, 0.0], [20, delta[i] / 2], [40, delta[i]]],
+        }
+        for i in range(n)
+    ]
+
+
+def _eval_rows(rng, n: int, shift: float) -> list[dict]:
+    tokens = rng.integers(50, 500, n)
+    nll = rng.normal(3.0 + shift, 0.3, n)
+    return [
+        {
+            "id": i,
+            "loglikelihood": -float(tokens[i] * nll[i]),
+            "tokens": int(tokens[i]),
+            "words": int(tokens[i] * 0.75),
+            "bytes": int(tokens[i] * 4),
+        }
+        for i in range(n)
+    ]
+
+
+def synthetic_study(study_dir: Path, seeds: int, examples: int) -> None:
+    """A finished study (the real plan, stage records holding its hashes) of one subject, 2 arms
+    x `seeds`, one evaluation and one attack with its control and transfers, `examples` rows
+    each, drawn from a fixed numpy seed with a seed-level arm effect."""
+    import numpy as np
+
+    from monolm.study.plan import STUDY_PLAN, build_plan, plan_record, stage_hashes
+    from monolm.study.settings import AttackSpec, StudySettings
+    from monolm.study.stages import STAGE_RECORD, record_dir
+
+    settings = StudySettings(
+        name="synthetic",
+        seeds=list(range(seeds)),
+        arms={"none": ["constraint=none"], "monotonic": ["constraint=monotonic"]},
+        subjects={"pythia": ["model=tiny_pythia"]},
+        evaluate=[],
+        attacks={"gcg": AttackSpec(["attack=gcg"])},
+        primary=["attack/gcg/delta_nll"],
+    )
+    stages = build_plan(settings, study_dir)
+    hashes = stage_hashes(stages, study_dir)
+    _json(study_dir / STUDY_PLAN, plan_record(settings, study_dir, stages))
+    rng = np.random.default_rng(0)
+    effect = {seed: rng.normal(0.05, 0.03) for seed in range(seeds)}
+    for stage in stages:
+        if stage.kind == "report":
+            continue
+        out = study_dir / stage.dir
+        shift = 0.1 + (effect[stage.seed] if stage.arm == "monotonic" else 0.0)
+        if stage.kind == "train":
+            _json(out / "run.json", {"status": "completed"})
+            lines = ["epoch,step,train/loss,val/loss"]
+            lines += [f"0,{s},{5 - s / 100},{4 - s / 100}" for s in range(1, 101)]
+            (out / "csv").mkdir(parents=True, exist_ok=True)
+            (out / "csv" / "metrics.csv").write_text("\n".join(lines) + "\n")
+        elif stage.kind == "evaluate":
+            _jsonl(out / "own.examples.jsonl", _eval_rows(rng, examples, shift))
+            task = {"kind": "perplexity", "n": examples, "metrics": {}}
+            _json(
+                out / "eval.json",
+                {"tasks": {"own": {**task, "examples_file": "own.examples.jsonl"}}},
+            )
+        elif stage.kind in ("attack", "control"):
+            scale = 1.0 if stage.kind == "attack" else 0.5
+            _jsonl(out / "examples.jsonl", _attack_rows(rng, examples, scale * shift))
+            threshold = {"attack": {"nll_success_threshold": 0.1}}
+            _json(
+                out / "attack.json",
+                {"config": threshold, "metrics": {}, "examples_file": "examples.jsonl"},
+            )
+        elif stage.kind == "transfer":
+            cells = {}
+            for target in stage.targets:
+                _jsonl(out / f"{target}.examples.jsonl", _attack_rows(rng, examples, shift / 3))
+                cells[target] = {"examples_file": f"{target}.examples.jsonl"}
+            source = {"attack_dir": str(study_dir / "x")}
+            _json(out / "transfer.json", {"attack": stage.name, "cells": cells, "source": source})
+        record = {"key": stage.key, "sha256": hashes[stage.key]}
+        _json(record_dir(study_dir, stage) / STAGE_RECORD, record)
+
+
 def aggregation(seeds: int, examples: int, root: Path) -> dict[str, float]:
-    from monolm.study.synthetic import synthetic_study
 
     from monolm.study.report import write_report
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from monolm.errors import UserError
@@ -58,15 +58,21 @@ class RunValues:
 
     values: dict[Any, float]
     weights: dict[Any, float] | None = None
+    _valid: frozenset[Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:  # computed once: the report asks per example, many times
+        valid = frozenset(
+            ident
+            for ident, value in self.values.items()
+            if math.isfinite(value) and (self.weights is None or self.weights[ident] > 0)
+        )
+        object.__setattr__(self, "_valid", valid)
 
     def valid(self, ident: Any) -> bool:
-        value = self.values.get(ident, math.nan)
-        if not math.isfinite(value):
-            return False
-        return self.weights is None or self.weights[ident] > 0
+        return ident in self._valid
 
     def valid_ids(self) -> set[Any]:
-        return {ident for ident in self.values if self.valid(ident)}
+        return set(self._valid)
 
     def test_value(self, ident: Any) -> float:
         """The per-example score a within-seed test compares (value per unit when weighted)."""
