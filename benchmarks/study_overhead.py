@@ -130,9 +130,9 @@ def synthetic_study(study_dir: Path, seeds: int, examples: int) -> None:
     each, drawn from a fixed numpy seed with a seed-level arm effect."""
     import numpy as np
 
+    from monolm.study.bookkeeping import STAGE_RECORD, record_dir
     from monolm.study.plan import STUDY_PLAN, build_plan, plan_record, stage_hashes
     from monolm.study.settings import AttackSpec, StudySettings
-    from monolm.study.stages import STAGE_RECORD, record_dir
 
     settings = StudySettings(
         name="synthetic",

@@ -17,10 +17,10 @@ import pytest
 
 from monolm.errors import UserError
 from monolm.metrics.paired_tests import holm
+from monolm.study.bookkeeping import STAGE_FAILURE, record_dir
 from monolm.study.plan import STUDY_PLAN, build_plan, plan_record, stage_hashes
 from monolm.study.report import build_results, write_report
 from monolm.study.settings import AttackSpec, StudySettings
-from monolm.study.stages import STAGE_FAILURE, record_dir
 from monolm.study.tables import escape_latex, latex, table
 
 SEEDS = (0, 1, 2)

@@ -15,19 +15,17 @@ from omegaconf import DictConfig, OmegaConf
 from monolm.config.typed import typed_settings
 from monolm.errors import UserError
 from monolm.provenance import provenance, write_json
-from monolm.study.local import run_local
-from monolm.study.plan import STUDY_PLAN, Stage, build_plan, plan_record, stage_hashes
-from monolm.study.settings import StudySettings
-from monolm.study.slurm import ExecutorSettings, queued_tasks, submit
-from monolm.study.stages import (
-    check_stages,
+from monolm.study.bookkeeping import (
     failure_record,
-    is_done,
-    run_stage,
     running_record,
     stage_log_path,
     stage_record,
 )
+from monolm.study.local import run_local
+from monolm.study.plan import STUDY_PLAN, Stage, build_plan, plan_record, stage_hashes
+from monolm.study.settings import StudySettings
+from monolm.study.slurm import ExecutorSettings, queued_tasks, submit
+from monolm.study.stages import check_stages, is_done, run_stage
 
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 COMMANDS = ("plan", "run", "status", "report")

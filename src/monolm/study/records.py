@@ -33,15 +33,15 @@ from monolm.run_dir import (
     TRANSFER_RECORD,
     examples_file,
 )
-from monolm.study.plan import KINDS, STUDY_PLAN, Stage
-from monolm.study.settings import StudySettings
-from monolm.study.stages import (
+from monolm.study.bookkeeping import (
     STAGE_FAILURE,
     record_dir,
     running_record,
     stage_log_path,
     stage_record,
 )
+from monolm.study.plan import KINDS, STUDY_PLAN, Stage
+from monolm.study.settings import StudySettings
 
 ATTACK_STATUSES = ("success", "failure", "skipped")
 TRAINING_CSV = "csv/metrics.csv"

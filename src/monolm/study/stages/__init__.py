@@ -15,7 +15,6 @@ finished work and redoes changed work (the hash chains through everything upstre
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -24,11 +23,18 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from monolm.cli import describe
 from monolm.errors import UserError
 from monolm.provenance import write_json
+from monolm.study.bookkeeping import (
+    STAGE_FAILURE,
+    STAGE_LOG,
+    STAGE_RECORD,
+    STAGE_RUNNING,
+    record_dir,
+    stage_record,
+)
 from monolm.study.plan import Stage
 from monolm.study.stages.attack import ATTACK, CONTROL
 from monolm.study.stages.base import StageKind
@@ -36,12 +42,6 @@ from monolm.study.stages.evaluate import EVALUATE
 from monolm.study.stages.report import REPORT
 from monolm.study.stages.train import TRAIN
 from monolm.study.stages.transfer import TRANSFER
-
-STAGE_RECORD = "stage.json"
-STAGE_LOG = "stage.log"
-STAGE_FAILURE = "stage-failed.json"
-STAGE_RUNNING = "stage-running.json"
-RECORDS_DIR = "stages"
 
 KINDS: dict[str, StageKind] = {
     "train": TRAIN,
@@ -51,37 +51,6 @@ KINDS: dict[str, StageKind] = {
     "transfer": TRANSFER,
     "report": REPORT,
 }
-
-
-def _record(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"'{path}' is corrupt ({type(exc).__name__}: {exc})") from exc
-    return record if isinstance(record, dict) else None
-
-
-def record_dir(study_dir: Path, stage: Stage) -> Path:
-    """Where the stage's bookkeeping (record, failure, log) goes."""
-    return study_dir / RECORDS_DIR / stage.dir
-
-
-def stage_log_path(study_dir: Path, stage: Stage) -> Path:
-    return record_dir(study_dir, stage) / STAGE_LOG
-
-
-def stage_record(study_dir: Path, stage: Stage) -> dict[str, Any] | None:
-    return _record(record_dir(study_dir, stage) / STAGE_RECORD)
-
-
-def failure_record(study_dir: Path, stage: Stage) -> dict[str, Any] | None:
-    return _record(record_dir(study_dir, stage) / STAGE_FAILURE)
-
-
-def running_record(study_dir: Path, stage: Stage) -> dict[str, Any] | None:
-    return _record(record_dir(study_dir, stage) / STAGE_RUNNING)
 
 
 def check_stages(study_dir: Path, conf_dir: Path, stages: list[Stage]) -> None:
