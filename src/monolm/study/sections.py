@@ -322,7 +322,11 @@ def stage_tables(results: dict[str, Any]) -> list[Table]:
             f"Stages: {counts}",
             ("stage", "state", "reason", "log"),
             rows,
-            ["not done: listed here, left out of every number"],
+            [
+                "not done: listed here, left out of every number"
+                if rows
+                else "every stage of the plan is done"
+            ],
             align="llll",
         )
     ]
