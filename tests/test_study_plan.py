@@ -143,3 +143,14 @@ def test_a_typo_in_an_arm_or_an_attack_is_refused_before_anything_runs(tmp_path:
     with pytest.raises(UserError, match=r"attack/gcg: unknown config key 'max_exampels'"):
         check_stages(tmp_path, CONF, build_plan(attack, tmp_path))
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("option", ["t5_cnndm", "pythia_pile"])
+def test_the_real_studies_plan_and_every_stage_composes(option: str, tmp_path: Path) -> None:
+    node = OmegaConf.load(CONF / "study" / f"{option}.yaml")
+    settings = typed_settings(StudySettings, node, "study.")
+    stages = build_plan(settings, tmp_path)
+    check_stages(tmp_path, CONF, stages)  # raises on any option, key or value that fails
+    assert len(settings.seeds) == 3 and set(settings.arms) == {"none", "monotonic"}
+    assert {s.kind for s in stages} == {"train", "evaluate", "attack", "control", "transfer",
+                                        "report"}  # fmt: skip
