@@ -165,7 +165,7 @@ BAD = [
     (
         "corrupt attack.json",
         lambda s: (s / ATTACK_RECORD).write_text('{"config": '),
-        (f"{{source}}/{ATTACK_RECORD}", "corrupt"),
+        (f"{{source}}/{ATTACK_RECORD}", "not valid JSON"),
     ),
     (
         "attack.json without its config",

@@ -143,6 +143,18 @@ def _overwrite_in_place(path: Path, data: bytes) -> bool:
     return True
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in `path` (a record); a file that cannot be read, is not JSON or holds
+    something else than an object is a UserError naming it."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"'{path}' is not valid JSON ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(record, dict):
+        raise UserError(f"'{path}' is not a JSON object (got {type(record).__name__})")
+    return record
+
+
 def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(row number, object) for every non-blank line of a JSONL file (per-example rows); a file
     that cannot be read, or a row that is not a JSON object, is a UserError naming both."""

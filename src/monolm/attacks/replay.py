@@ -41,7 +41,7 @@ from monolm.config.typed import typed_settings
 from monolm.data.sources import split_rows
 from monolm.errors import UserError
 from monolm.inference import placement_of
-from monolm.provenance import provenance, read_jsonl, write_json
+from monolm.provenance import provenance, read_json_object, read_jsonl, write_json
 from monolm.run_dir import (
     ATTACK_EXAMPLES,
     ATTACK_RECORD,
@@ -86,12 +86,7 @@ def _read_record(source: Path) -> dict[str, Any]:
                 f"{ATTACK_RECORD}, ...): replay one attack dir, e.g. '{sweep[0].parent}'"
             )
         raise UserError(f"'{source}' has no {ATTACK_RECORD}: not an attack.py output dir")
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"'{path}' is corrupt ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(record, dict):
-        raise UserError(f"'{path}' is corrupt (not a JSON object)")
+    record = read_json_object(path)
     for key in ("config", "subject"):
         if not isinstance(record.get(key), dict):
             raise UserError(f"'{path}' is corrupt: no '{key}' object (needs config and subject)")

@@ -25,7 +25,7 @@ from typing import Any
 
 from monolm.config.typed import typed_settings
 from monolm.errors import UserError
-from monolm.provenance import read_jsonl
+from monolm.provenance import read_json_object, read_jsonl
 from monolm.run_dir import (
     ATTACK_EXAMPLES,
     ATTACK_RECORD,
@@ -51,13 +51,7 @@ def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from `path`, or a UserError naming it."""
     if not path.is_file():
         raise UserError(f"'{path}' is missing")
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"'{path}' is not valid JSON ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(record, dict):
-        raise UserError(f"'{path}' is not a JSON object (got {type(record).__name__})")
-    return record
+    return read_json_object(path)
 
 
 def field_of(record: Mapping[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
