@@ -33,7 +33,7 @@ import numpy as np
 from scipy import stats
 
 from monolm.errors import did_you_mean
-from monolm.metrics.bootstrap import _CHUNK_CELLS, _check_settings
+from monolm.metrics.bootstrap import _CHUNK_CELLS, _check_settings, finite_vector
 from monolm.metrics.run_statistics import (
     ArrayLike,
     RunTotals,
@@ -246,17 +246,6 @@ def per_seed_paired_bootstrap(
     }
 
 
-def _as_seed_values(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64)
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional (one value per seed), got {array.shape}")
-    if array.size == 0:
-        raise ValueError(f"{name} is empty: it needs at least one value per seed")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} contains NaN or infinite values: {array.tolist()}")
-    return array
-
-
 def _check_confidence(confidence: float) -> None:
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
@@ -270,7 +259,7 @@ def t_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -
     no spread: `low`/`high`/`std` are None and `note` says so.
     """
     _check_confidence(confidence)
-    array = _as_seed_values(values, "values")
+    array = finite_vector(values, "values", "seed")
     n = array.size
     mean = float(array.mean())
     result: dict[str, Any] = {
@@ -327,7 +316,7 @@ def sign_flip_test(differences: Sequence[float] | np.ndarray) -> dict[str, Any]:
     its smallest possible value is 2 / 2^S (`min_possible_p`): `can_reach_0_05` is False and
     `note` says so below 6 seeds.
     """
-    array = _as_seed_values(differences, "differences")
+    array = finite_vector(differences, "differences", "seed")
     n = array.size
     if n > MAX_SIGN_FLIP_SEEDS:
         raise ValueError(

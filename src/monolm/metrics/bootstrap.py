@@ -19,14 +19,18 @@ import numpy as np
 _CHUNK_CELLS = 1 << 21
 
 
-def _as_values(values: Sequence[float] | np.ndarray, name: str = "values") -> np.ndarray:
+def finite_vector(
+    values: Sequence[float] | np.ndarray, name: str = "values", unit: str = "value"
+) -> np.ndarray:
+    """`values` as a one-dimensional float64 array of finite numbers, at least one (one per
+    `unit`), or a ValueError naming `name` and what is wrong."""
     array = np.asarray(values, dtype=np.float64)
     if array.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
+        raise ValueError(f"{name} must be one-dimensional (one per {unit}), got {array.shape}")
     if array.size == 0:
-        raise ValueError(f"{name} is empty: a bootstrap needs at least one value")
+        raise ValueError(f"{name} is empty: it needs at least one {unit}")
     if not np.isfinite(array).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise ValueError(f"{name} contains NaN or infinite values: {array.tolist()[:10]}")
     return array
 
 
@@ -72,7 +76,7 @@ def bootstrap_ci(
     quantiles of the resampled means. One value gives a degenerate interval (low == high == mean).
     """
     _check_settings(resamples, confidence)
-    array = _as_values(values)
+    array = finite_vector(values)
     low, high = _percentile_interval(resampled_means(array, resamples, seed), confidence)
     return {
         "mean": float(array.mean()),
@@ -102,7 +106,7 @@ def paired_bootstrap(
     i.e. p below about 2 / resamples, not p = 0.
     """
     _check_settings(resamples, confidence)
-    first, second = _as_values(a, "a"), _as_values(b, "b")
+    first, second = finite_vector(a, "a"), finite_vector(b, "b")
     if first.size != second.size:
         raise ValueError(
             f"a has {first.size} values and b has {second.size}: a paired bootstrap needs the "
