@@ -20,7 +20,7 @@ OUT = "paths.output_dir=/tmp/unused"
 def test_the_issue_lists_every_model_and_dataset() -> None:
     expected_models = {f"pythia_{s}" for s in ("70m", "160m", "410m", "1.4b", "2.8b", "6.9b")}
     expected_models |= {"t5_small", "t5_base", "t5_large", "flan_t5_base"}
-    expected_models |= {"tiny_pythia", "tiny_t5", "tiny_flan_t5"}
+    expected_models |= {"tiny_pythia", "tiny_t5", "tiny_flan_t5", "tiny_llama"}
     assert set(MODELS) == expected_models
     assert set(DATASETS) == {
         "cnn_dailymail", "xsum", "samsum", "dialogsum", "pile", "wikitext103",
@@ -59,7 +59,7 @@ def test_model_configs_name_family_source_and_ffn_location(model: str) -> None:
     assert cfg.family in ("causal", "seq2seq")
     assert (cfg.name_or_path is None) == (cfg.architecture is not None)
     assert cfg.ffn.blocks and cfg.ffn.input_projections and cfg.ffn.output_projections
-    assert cfg.ffn.gated == ("flan_t5" in model)
+    assert cfg.ffn.gated == ("flan_t5" in model or "llama" in model)  # gated GELU, SwiGLU
     if cfg.name_or_path:
         assert cfg.name_or_path.startswith(
             ("EleutherAI/pythia-", "google-t5/t5-", "google/flan-t5")

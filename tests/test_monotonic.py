@@ -171,6 +171,8 @@ def test_scopes_map_to_the_family_layers() -> None:
     }  # fmt: skip
     _, _, _, gated = constrained("model=tiny_flan_t5")
     assert {n.rsplit(".", 1)[1] for n in gated.layers} == {"wi_0", "wi_1", "wo"}
+    _, _, _, llama = constrained("model=tiny_llama")
+    assert {n.rsplit(".", 1)[1] for n in llama.layers} == {"gate_proj", "up_proj", "down_proj"}
 
 
 @pytest.mark.parametrize(
@@ -182,6 +184,8 @@ def test_scopes_map_to_the_family_layers() -> None:
         (("model=tiny_pythia",), "nonneg_only", "activation is not monotone"),
         (("model=tiny_flan_t5",), "nonneg_only", "gated"),
         (("model=tiny_flan_t5", "constraint.activation=relu"), "nonneg_only", "gated"),
+        (("model=tiny_llama",), "nonneg_only", "gated"),  # SwiGLU
+        (("model=tiny_llama", "constraint.activation=relu"), "nonneg_only", "gated"),
         (("model=tiny_t5", "constraint.scope=mlp_in"), "none", "unconstrained projections: wo"),
     ],
 )
@@ -267,11 +271,12 @@ def test_the_property_check_catches_a_non_monotone_ffn() -> None:
 # --- the verifier ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model_name", ["tiny_pythia", "tiny_flan_t5"])
+@pytest.mark.parametrize("model_name", ["tiny_pythia", "tiny_flan_t5", "tiny_llama"])
 def test_the_closed_form_jacobian_is_the_blocks_own(model_name: str) -> None:
     cfg, _, model, _ = constrained(f"model={model_name}")
     sub = find_ffn_sublayers(model, cfg.model.ffn)[0]
-    ffn = FFNFunction(sub, sub.block.act, gated=model_name == "tiny_flan_t5")
+    activation = getattr(sub.block, cfg.model.ffn.activation)
+    ffn = FFNFunction(sub, activation, gated=model_name != "tiny_pythia")
     x = torch.randn(3, next(iter(sub.input_projections.values())).in_features)
     closed = ffn.jacobian(x)
     for i in range(3):

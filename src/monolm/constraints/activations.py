@@ -63,7 +63,7 @@ def is_monotone(activation: nn.Module) -> bool:
 def set_config_activation(config: object, name: str, gated: bool) -> None:
     """Write activation `name` into a Hugging Face config, so a saved config rebuilds it."""
     model_type = getattr(config, "model_type", None)
-    if model_type == "gpt_neox":
+    if model_type in ("gpt_neox", "llama"):
         config.hidden_act = name
     elif model_type in ("t5", "mt5", "umt5"):
         config.feed_forward_proj = f"gated-{name}" if gated else name
