@@ -52,7 +52,7 @@ class ModelConfig:
 @dataclass
 class DatasetConfig:
     name: str = MISSING
-    task: str = MISSING  # language_modeling | summarization
+    task: str = MISSING  # language_modeling | summarization | classification | question_answering
     path: str | None = None  # datasets.load_dataset path (hub id or builder)
     config_name: str | None = None
     revision: str | None = None
@@ -69,6 +69,18 @@ class DatasetConfig:
     source_prefix: str = ""
     max_length: int = 512  # LM block length, or source length for summarisation
     max_target_length: int = 128
+    # classification | question_answering (docs/adapters.md): the model reads `prompt` (a
+    # str.format template over the row's fields) and is trained on the answer tokens only.
+    prompt: str = ""
+    target_delimiter: str = " "  # between prompt and answer (causal models; lm-eval's default)
+    label_field: str = "label"  # classification: the integer label
+    choices: list[str] = field(default_factory=list)  # the verbalised labels, index = label id
+    positive_label: int | None = None  # classification: also report F1 of this class (MRPC: 1)
+    answers_field: str = "answers"  # question answering: {"text": [...], "answer_start": [...]}
+    no_answer: str = "unanswerable"  # what the model says for an unanswerable question
+    # the seed of the validation_fraction hold-out; null: the run's seed. Fixed for datasets
+    # whose held-out split selects models, so every arm and seed trains on the same examples.
+    split_seed: int | None = None
 
 
 @dataclass
