@@ -44,8 +44,25 @@ def last(run_dir: Path) -> dict[str, Any]:
         (("trainer.accumulate_grad_batches=2", "dataset.max_train_examples=12"), 3, 7),
         # Parametrised weights: V, its optimizer state and the constrained group resume exactly.
         (("constraint=monotonic", "constraint.lr=3e-3", "constraint.verify.search_steps=5"), 2, 4),
+        # LoRA: a checkpoint of the adapters alone, over a base rebuilt from the seed; its
+        # dropout masks after the resume must be the same ones.
+        (
+            (
+                "constraint=monotonic",
+                "adapter=lora",
+                "adapter.dropout=0.1",
+                "adapter.target_modules=[dense_h_to_4h,query_key_value]",
+            ),
+            2,
+            4,
+        ),
     ],
-    ids=["tiny_t5-dropout", "tiny_pythia-accumulation-across-epochs", "tiny_pythia-monotonic"],
+    ids=[
+        "tiny_t5-dropout",
+        "tiny_pythia-accumulation-across-epochs",
+        "tiny_pythia-monotonic",
+        "tiny_pythia-monotonic-lora",
+    ],
 )
 def test_resume_in_a_new_process_is_bit_exact(
     tmp_path: Path, overrides: tuple[str, ...], stop: int, total: int

@@ -30,7 +30,7 @@ from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedT
 
 from monolm.cli import warn
 from monolm.config.schema import DataConfig, DatasetConfig, ModelConfig
-from monolm.constraints import build_constraint
+from monolm.constraints import build_transform
 from monolm.constraints.base import ModelTransform, NoConstraint
 from monolm.constraints.verify import ValidationData
 from monolm.errors import UserError, did_you_mean
@@ -45,6 +45,7 @@ from monolm.run_dir import (
     sha256_of,
 )
 from monolm.training.checkpoint_io import load_checkpoint
+from monolm.training.record import read_transform_records
 
 # conf/model options whose FFN layout describes a plain model of this architecture.
 _LAYOUT_OPTION = {
@@ -251,11 +252,17 @@ class SubjectIdentity:
     run_dir: str | None = None
     training_seed: int | None = None  # the run's (an export's: its run's) config seed
     constraint: str = "none"  # the transform the weights were trained under
-    adapter: str | None = None  # a LoRA adapter (none yet)
+    adapter: str | None = None  # the adapter trained (lora), None: every weight trained
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
     checkpoint_step: int | None = None  # the checkpoint's global_step (an export's: its run's)
     run_status: str | None = None  # run.json's status when the weights were loaded
+
+
+def adapter_name(config: DictConfig | None) -> str | None:
+    """The run's adapter option (None for none, and for runs recorded before adapters)."""
+    name = OmegaConf.select(config, "adapter.name", default="none") if config is not None else None
+    return None if name in (None, "none") else str(name)
 
 
 def same_weights(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
@@ -417,7 +424,7 @@ def _warn_if_unfinished(identity: SubjectIdentity) -> None:
 
 def _load_run(ref: SubjectRef, seed: int) -> Subject:
     """A run's model, rebuilt from its run dir, with its checkpoint's weights."""
-    transform = build_constraint(ref.config.constraint)
+    transform = build_transform(ref.config.constraint, ref.config.get("adapter"))
     tokenizer = AutoTokenizer.from_pretrained(ref.run.tokenizer_dir)
     architecture = AutoConfig.from_pretrained(ref.run.model_config_dir)
     if transform.strict_loading:  # the checkpoint holds every weight
@@ -426,12 +433,14 @@ def _load_run(ref: SubjectRef, seed: int) -> Subject:
         torch.manual_seed(int(ref.config.seed))
         model = load_model(ref.config.model, architecture)
     transform.apply(model, ref.config.model)
+    transform.check_rebuilt(read_transform_records(ref.run, transform))
     status = ref.run.status()  # before the checkpoint: 'completed' then means its final weights
     digest, step = _load_run_weights(ref, model, transform)
     identity = SubjectIdentity(
         run_dir=ref.name,
         training_seed=int(ref.config.seed),
         constraint=transform.name,
+        adapter=adapter_name(ref.config),
         checkpoint=str(ref.checkpoint),
         checkpoint_sha256=digest,
         checkpoint_step=step,
@@ -450,6 +459,7 @@ def _model_identity(ref: SubjectRef) -> dict[str, Any]:
         model=ref.name,
         training_seed=int(config.seed),
         constraint=str(OmegaConf.select(config, "constraint.name", default="none")),
+        adapter=adapter_name(config),
         checkpoint_step=ref.exported_from_step,
     )
     return {

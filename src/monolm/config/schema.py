@@ -161,6 +161,7 @@ class TrainConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     data: DataConfig = field(default_factory=DataConfig)
     constraint: Any = MISSING
+    adapter: Any = MISSING  # conf/adapter: none | lora (typed by constraints.registry)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: Any = None

@@ -81,6 +81,18 @@ class ModelTransform:
         nothing to record."""
         return None
 
+    def release(self, layers: dict[str, str]) -> None:
+        """Another transform applied after this one took `layers` (full name -> why) out of this
+        transform's guarantee (a LoRA adapter outside the constraint): the record says so."""
+
+    def check_rebuilt(self, records: dict[str, Any]) -> None:
+        """Raise UserError if the model just rebuilt is not the one the run's records (record
+        name -> the record training wrote) describe (an adapter's base model changed)."""
+
+    def parts(self) -> list[ModelTransform]:
+        """The transforms this one is made of, in the order applied (itself, if not composed)."""
+        return [self]
+
     def check_exportable(self) -> None:
         """Raise UserError if a plain Hugging Face model cannot reproduce the transformed one."""
 

@@ -28,10 +28,20 @@ END_TO_END = (
 )
 
 
+def effective_weight(layer: nn.Module) -> torch.Tensor:
+    """The weight the forward pass multiplies by: `layer.weight` (softplus(V) when parametrised),
+    plus the update of every active, unmerged LoRA adapter peft wrapped around it."""
+    weight = layer.weight.detach()
+    if hasattr(layer, "get_delta_weight") and not getattr(layer, "merged", True):
+        for adapter in layer.active_adapters:
+            if adapter in getattr(layer, "lora_A", {}):
+                weight = weight + layer.get_delta_weight(adapter).detach()
+    return weight
+
+
 def _weight_summary(layer: nn.Module, constrained: bool) -> dict[str, Any]:
-    # `layer.weight` is the tensor the forward pass multiplies by (softplus(V) when parametrised).
     with torch.no_grad():
-        weight = layer.weight.detach()
+        weight = effective_weight(layer)
         return {
             "constrained": constrained,
             "min_weight": float(weight.min()),

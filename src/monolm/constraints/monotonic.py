@@ -78,6 +78,7 @@ class MonotonicConstraint(ModelTransform):
         super().__init__(settings)
         self.settings: MonotonicSettings = settings
         self.layout: Any = None
+        self.released: dict[str, str] = {}  # layers another transform took out (name -> why)
 
     @property
     def parametrised(self) -> bool:
@@ -136,6 +137,9 @@ class MonotonicConstraint(ModelTransform):
         if hf_name is not None and config is not None:
             set_config_activation(config, hf_name, gated=bool(layout.gated))
 
+    def release(self, layers: dict[str, str]) -> None:
+        self.released.update(layers)
+
     def check_exportable(self) -> None:
         activation = self.settings.activation
         if activation != "keep" and REPLACEMENTS[activation][1] is None:
@@ -189,8 +193,10 @@ class MonotonicConstraint(ModelTransform):
         )
         record = {
             "constraint": {"name": self.name, **settings},
-            **guarantee_record(model, self.layout, set(self.layers)),
+            **guarantee_record(model, self.layout, set(self.layers) - set(self.released)),
         }
+        if self.released:
+            record["released_layers"] = dict(sorted(self.released.items()))
         if batches is not None:
             with self.cached_weights():
                 record["verification"] = verify_ffn_monotonicity(

@@ -15,10 +15,13 @@ from hydra.core.config_store import ConfigStore
 
 from monolm.config.typed import typed_settings
 from monolm.constraints.base import ModelTransform, NoConstraint, TransformSettings
+from monolm.constraints.compose import ComposedTransform
+from monolm.constraints.lora import LoraAdapter, LoraSettings
 from monolm.constraints.monotonic import MonotonicConstraint, MonotonicSettings
 from monolm.errors import UserError, did_you_mean
 
 SCHEMA_GROUP = "schema/constraint"
+ADAPTER_SCHEMA_GROUP = "schema/adapter"
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class TransformKind:
 
 
 _KINDS: dict[str, TransformKind] = {}
+_ADAPTERS: dict[str, TransformKind] = {}
 
 
 def register_transform(
@@ -39,15 +43,28 @@ def register_transform(
     ConfigStore.instance().store(group=SCHEMA_GROUP, name=name, node=settings)
 
 
+def register_adapter(
+    name: str, transform: type[ModelTransform], settings: type[TransformSettings]
+) -> None:
+    """Make `adapter=<name>` add `transform(settings)` after the constraint; its YAML option
+    composes `/schema/adapter/<name>`."""
+    _ADAPTERS[name] = TransformKind(transform, settings)
+    ConfigStore.instance().store(group=ADAPTER_SCHEMA_GROUP, name=name, node=settings)
+
+
 def register_constraint_configs() -> None:
     """Store every registered option's schema in Hydra's ConfigStore (entry points call this;
     `register_transform` stores its own, so options registered later are covered too)."""
     for name, kind in _KINDS.items():
         ConfigStore.instance().store(group=SCHEMA_GROUP, name=name, node=kind.settings)
+    for name, kind in _ADAPTERS.items():
+        ConfigStore.instance().store(group=ADAPTER_SCHEMA_GROUP, name=name, node=kind.settings)
 
 
 register_transform("none", NoConstraint, TransformSettings)
 register_transform("monotonic", MonotonicConstraint, MonotonicSettings)
+register_adapter("none", NoConstraint, TransformSettings)
+register_adapter("lora", LoraAdapter, LoraSettings)
 
 
 def constraint_names() -> list[str]:
@@ -68,3 +85,30 @@ def build_constraint(cfg: Any) -> ModelTransform:
     """The transform named by `cfg.name`, configured with its typed settings."""
     settings = transform_settings(cfg)
     return _KINDS[settings.name].transform(settings)
+
+
+def adapter_names() -> list[str]:
+    return sorted(_ADAPTERS)
+
+
+def adapter_settings(cfg: Any) -> TransformSettings:
+    """The typed settings of `adapter=<cfg.name>`; a config without one (a run recorded before
+    adapters existed) has none."""
+    name = cfg.get("name") if cfg is not None else "none"
+    if name not in _ADAPTERS:
+        raise UserError(f"unknown adapter '{name}': {did_you_mean(str(name), _ADAPTERS)}")
+    settings = typed_settings(_ADAPTERS[name].settings, cfg or {"name": "none"}, "adapter.")
+    settings.check()
+    return settings
+
+
+def build_transform(constraint_cfg: Any, adapter_cfg: Any = None) -> ModelTransform:
+    """What a run does to its model: the constraint, then the adapter when there is one (a
+    `ComposedTransform`); the constraint alone otherwise."""
+    constraint = build_constraint(constraint_cfg)
+    settings = adapter_settings(adapter_cfg)
+    if settings.name == "none":
+        return constraint
+    adapter = _ADAPTERS[settings.name].transform(settings)
+    adapter.constraint = constraint
+    return ComposedTransform([constraint, adapter])

@@ -26,7 +26,7 @@ from typing import Any
 
 from monolm.errors import UserError
 
-DEFINING = ("model", "constraint", "dataset", "seed")
+DEFINING = ("model", "constraint", "adapter", "dataset", "seed")
 FREE = ("paths", "resume")
 CONTINUATION = (
     # more (or less) training
@@ -87,9 +87,30 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+# Keys the training config gained after runs were made with it, at the values that mean what an
+# older run did without them: left out of the comparison and the hash at those values, so a run
+# recorded before them continues (and hashes) as it did.
+ADDED_KEYS: dict[str, Any] = {
+    "adapter.name": "none",
+    "dataset.prompt": "",
+    "dataset.target_delimiter": " ",
+    "dataset.label_field": "label",
+    "dataset.choices": [],
+    "dataset.positive_label": None,
+    "dataset.answers_field": "answers",
+    "dataset.no_answer": "unanswerable",
+    "dataset.split_seed": None,
+}
+
+
 def effective(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The flattened config with the schedule horizon as training uses it."""
-    flat = flatten(config)
+    """The flattened config with the schedule horizon as training uses it (and without the
+    `ADDED_KEYS` at their old meaning)."""
+    flat = {
+        key: value
+        for key, value in flatten(config).items()
+        if key not in ADDED_KEYS or value != ADDED_KEYS[key]
+    }
     if flat.get(SCHEDULE_HORIZON) is None:
         steps = flat.get("trainer.max_steps")
         if isinstance(steps, int) and steps > 0:

@@ -114,3 +114,18 @@ class TransformRecord:
             except (json.JSONDecodeError, AttributeError):
                 initial = None
         write_json(self.path, {**self.header, "initial": initial, "final": report})
+
+
+def read_transform_records(layout: Any, transform: Any) -> dict[str, Any]:
+    """Each part's record as training first wrote it (`initial`), by record name; a part whose
+    file is missing or unreadable maps to {} (nothing to check against)."""
+    records: dict[str, Any] = {}
+    for part in transform.parts():
+        if part.record_name is None:
+            continue
+        path = layout.transform_record(part.record_name)
+        try:
+            records[part.record_name] = json.loads(path.read_text()).get("initial") or {}
+        except (OSError, json.JSONDecodeError, AttributeError):
+            records[part.record_name] = {}
+    return records

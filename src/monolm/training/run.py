@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
-from monolm.constraints import build_constraint
+from monolm.constraints import build_transform
 from monolm.constraints.base import ModelTransform
 from monolm.data.datamodule import TextDataModule
 from monolm.errors import RunFailed, UserError
@@ -31,7 +31,12 @@ from monolm.training.console import final_line, route_lightning_logs
 from monolm.training.failure import describe_failure, log_traceback
 from monolm.training.loggers import LogContinuation, instantiate_loggers
 from monolm.training.module import LanguageModelModule
-from monolm.training.record import RunRecord, TransformRecord, config_history
+from monolm.training.record import (
+    RunRecord,
+    TransformRecord,
+    config_history,
+    read_transform_records,
+)
 from monolm.training.segment import Segment, open_segment
 from monolm.training.validate import validate_max_length, validate_train_config
 
@@ -45,7 +50,9 @@ def _strategy(cfg: DictConfig, model: torch.nn.Module) -> Any:
 
     # Wrap each transformer block (the classes the FFN blocks live in) as its own FSDP unit.
     block_types = {
-        type(m) for m in model.modules() if type(m).__name__ in ("GPTNeoXLayer", "T5Block")
+        type(m)
+        for m in model.modules()
+        if type(m).__name__ in ("GPTNeoXLayer", "T5Block", "LlamaDecoderLayer")
     }
     return FSDPStrategy(auto_wrap_policy=block_types, state_dict_type="full")
 
@@ -107,7 +114,7 @@ def prepare(cfg: DictConfig, logs: LogContinuation = NEW_RUN_LOGS) -> Prepared:
     that makes a user's mistake fail before model weights are read. Writes nothing."""
     validate_train_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
-    constraint = build_constraint(cfg.constraint)
+    constraint = build_transform(cfg.constraint, cfg.adapter)
     loggers = instantiate_loggers(cfg, logs)
     config = OmegaConf.to_container(cfg, resolve=True)
 
@@ -194,13 +201,15 @@ def _train_segment(cfg: DictConfig, segment: Segment) -> dict[str, Any]:
     _warn_if_fallen_back(cfg, ran)
 
     record = RunRecord(layout.run_record, config, cfg.seed)
-    transform_record = (
-        TransformRecord(
-            layout.transform_record(constraint.record_name), provenance(config, cfg.seed)
+    transform_records = {
+        part: TransformRecord(
+            layout.transform_record(part.record_name), provenance(config, cfg.seed)
         )
-        if constraint.record_name is not None
-        else None
-    )
+        for part in constraint.parts()
+        if part.record_name is not None
+    }
+    if resume:  # the model just rebuilt must be the one the run trained (an adapter's base)
+        constraint.check_rebuilt(read_transform_records(layout, constraint))
     if trainer.is_global_zero:
         new_run = segment.is_new
         segment.commit(cfg)
@@ -208,8 +217,9 @@ def _train_segment(cfg: DictConfig, segment: Segment) -> dict[str, Any]:
         if new_run:
             setup.tokenizer.save_pretrained(layout.tokenizer_dir)
             module.model.config.save_pretrained(layout.model_config_dir)
-        if transform_record is not None and resume is None:
-            transform_record.write_initial(constraint.report(module.model))
+        if resume is None:
+            for part, part_record in transform_records.items():
+                part_record.write_initial(part.report(module.model))
     if resume:
         changed = ", ".join(segment.changes.record()) or "nothing"
         log.info("resuming from %s (step %d); changed: %s", resume.path, resume.step, changed)
@@ -244,8 +254,8 @@ def _train_segment(cfg: DictConfig, segment: Segment) -> dict[str, Any]:
                     "metrics": metrics,
                 },
             )
-            if transform_record is not None:
-                transform_record.write_final(_final_record(cfg, constraint, module, datamodule))
+            for part, part_record in transform_records.items():
+                part_record.write_final(_final_record(cfg, part, module, datamodule))
             record.finish("completed", end_step=trainer.global_step)
             print(final_line(metrics, run_dir), flush=True)
         return metrics
