@@ -12,7 +12,17 @@ from monolm.config.schema import PathsConfig
 from monolm.config.typed import at_least
 from monolm.errors import UserError
 
-TASK_KINDS = ("own", "summarization", "perplexity", "lambada", "hellaswag", "monotonicity")
+TASK_KINDS = (
+    "own",
+    "summarization",
+    "perplexity",
+    "lambada",
+    "hellaswag",
+    "classification",
+    "question_answering",
+    "monotonicity",
+)
+BASELINES = ("majority", "uniform")  # evaluate.py baseline=<name>: a subject with no model
 
 
 @dataclass
@@ -20,7 +30,9 @@ class TaskConfig:
     """One evaluation: what to measure (`kind`) on which data.
 
     `dataset` names a conf/dataset option; `split` is the split evaluated; `data_files` replaces
-    the dataset's source with local files in the same schema (as in train.py).
+    the dataset's source with local files in the same schema (as in train.py). `max_examples`
+    keeps the split's first rows, except for question answering, where it keeps a subset with
+    the split's answerable/unanswerable ratio, chosen by a hash of the ids.
     """
 
     kind: str = MISSING
@@ -59,6 +71,7 @@ class EvaluateConfig:
     run_dir: str | None = None  # a train.py run dir (or a sweep dir of them)
     checkpoint: str | None = None  # a checkpoint file inside it; null: checkpoints/last.ckpt
     model: str | None = None  # or: a conf/model option, a local HF directory or a hub id
+    baseline: str | None = None  # or: majority | uniform (classification; QA: majority abstains)
     task: dict[str, TaskConfig] = field(default_factory=dict)
     seed: int = 0
     batch_size: int = 16

@@ -1,5 +1,8 @@
 """`evaluate.py`'s body: check everything cheap, then load each subject and run its tasks.
 
+A baseline (`baseline=majority|uniform`, `evaluation/baselines.py`) is a subject with no model:
+its predictions are scored by the same rows and metrics.
+
 Output (the evaluate run dir, Hydra's output dir): `eval.json` (metrics with CIs, n, dataset and
 split, the subject's identity (`Subject.record`), the full config, code and package versions)
 and one `<task>.examples.jsonl` per task. Evaluating a sweep dir writes one such set per run, in
@@ -16,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from monolm.config.eval_schema import check_measurement_settings
+from monolm.evaluation.baselines import BaselineSubject, resolve_baseline, run_baseline
 from monolm.evaluation.tasks import RUNNERS, PlannedTask, TaskContext, plan_tasks
 from monolm.inference import placement_of
 from monolm.provenance import provenance, write_json, write_jsonl
@@ -25,8 +29,13 @@ from monolm.subjects import Subject, SubjectQuery, SubjectRef, load_subject, res
 log = logging.getLogger(__name__)
 
 
-def _plans(cfg: DictConfig, conf_dir: Path) -> list[tuple[SubjectRef, list[PlannedTask]]]:
+def _plans(
+    cfg: DictConfig, conf_dir: Path
+) -> list[tuple[SubjectRef | BaselineSubject, list[PlannedTask]]]:
     """(subject, its tasks) for everything this call evaluates, checked up front."""
+    if cfg.baseline is not None:
+        baseline = resolve_baseline(cfg)
+        return [(baseline, plan_tasks(cfg, conf_dir, baseline.family, None))]
     return [
         (ref, plan_tasks(cfg, conf_dir, ref.family, ref.own_dataset))
         for ref in resolve_subjects(SubjectQuery.of(cfg), conf_dir)
@@ -36,7 +45,7 @@ def _plans(cfg: DictConfig, conf_dir: Path) -> list[tuple[SubjectRef, list[Plann
 def _write(
     out_dir: Path,
     cfg: DictConfig,
-    subject: Subject,
+    subject: Subject | BaselineSubject,
     results: dict[str, Any],
     plans: list[PlannedTask],
 ) -> Path:
@@ -74,13 +83,16 @@ def evaluate(cfg: DictConfig, conf_dir: Path) -> list[Path]:
     out_root = Path(cfg.paths.output_dir)
     written = []
     for ref, tasks in plans:
-        subject = load_subject(ref, cfg.paths.cache_dir, int(cfg.seed))
-        subject.model.to(placement.torch_device)
+        if isinstance(ref, BaselineSubject):
+            subject, runners = ref, dict.fromkeys(RUNNERS, run_baseline)
+        else:
+            subject, runners = load_subject(ref, cfg.paths.cache_dir, int(cfg.seed)), RUNNERS
+            subject.model.to(placement.torch_device)
         context = TaskContext.of(subject, cfg, placement.autocast_dtype)
         results = {}
         for task in tasks:
             with tqdm(total=0, unit="ex", dynamic_ncols=True, leave=False) as progress:
-                results[task.name] = RUNNERS[task.kind](task, context, progress)
+                results[task.name] = runners[task.kind](task, context, progress)
             summary = ", ".join(
                 f"{k} {v['mean']:.4g}" for k, v in results[task.name].metrics.items()
             )

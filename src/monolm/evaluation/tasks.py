@@ -23,18 +23,22 @@ from monolm.config.eval_schema import (
     GenerationConfig,
     PerplexityConfig,
 )
+from monolm.data.prompts import PROMPTED_TASKS
 from monolm.data.sources import split_rows
 from monolm.errors import UserError, did_you_mean
 from monolm.metrics.bootstrap import bootstrap_ci
 from monolm.subjects import Subject, dataset_option
 
 ROUGE_SCALE = 100.0  # ROUGE is reported as a percentage, as in the literature
+# Prompted datasets (classification, question answering) are reported on this split: GLUE's and
+# SQuAD's test labels are hidden, and their training runs validate on a part held out of train.
+REPORTING_SPLIT = "validation"
 
 
 @dataclass
 class PlannedTask:
     name: str
-    kind: str  # summarization | perplexity | lambada | hellaswag | monotonicity
+    kind: str  # a runner's kind: TASK_KINDS but `own`, which is resolved at planning
     dataset: DictConfig | None
     split: str | None
     max_examples: int | None
@@ -47,10 +51,21 @@ class TaskResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def own_kind(dataset: DictConfig, family: str) -> str:
+    """What `own` measures on the data a run trained on: its prompted task, else perplexity
+    (causal) or summarisation (seq2seq)."""
+    if dataset.task in PROMPTED_TASKS:
+        return str(dataset.task)
+    return "perplexity" if family == "causal" else "summarization"
+
+
 def plan_tasks(
     cfg: DictConfig, conf_dir: Path, family: str, own_dataset: DictConfig | None
 ) -> list[PlannedTask]:
-    """Check every task against the model family and the dataset options; nothing is loaded."""
+    """Check every task against the model family and the dataset options; nothing is loaded.
+
+    `own` on a prompted dataset is evaluated on its reporting split (`validation`), not on the
+    part of train its run held out for validation and selection."""
     if not cfg.task:
         raise UserError("no task selected: e.g. task=[own] or task=[lambada,hellaswag]")
     planned = []
@@ -65,13 +80,20 @@ def plan_tasks(
                 own_dataset if own_dataset is not None else dataset_option(conf_dir, "tiny", family)
             )
             if kind == "own":
-                kind = "perplexity" if family == "causal" else "summarization"
+                kind = own_kind(dataset, family)
+                if kind in PROMPTED_TASKS and split is None:
+                    split = REPORTING_SPLIT
         elif task.dataset is None:
             raise UserError(f"task.{name} ({kind}) names no dataset: set task.{name}.dataset")
         else:
             dataset = dataset_option(conf_dir, task.dataset, family)
         if task.data_files is not None:
             dataset.data_files, dataset.bundled = task.data_files, None
+        if kind in PROMPTED_TASKS and dataset.task != kind:
+            raise UserError(
+                f"task '{name}' is a {kind} task; dataset '{dataset.name}' is "
+                f"{dataset.task}: name a dataset with task: {kind}"
+            )
         if kind == "perplexity" and family != "causal":
             raise UserError(
                 f"task '{name}' measures perplexity, which needs a causal model; this model is "
@@ -99,6 +121,14 @@ def _require_fields(task: PlannedTask, rows: Any, fields: Sequence[str]) -> None
 
 def _ids(rows: Any) -> list[Any]:
     return list(rows["id"]) if "id" in rows.column_names else list(range(len(rows)))
+
+
+def example_ids(rows: Any) -> list[Any]:
+    """Each row's own id (`idx` in GLUE, `id` in SQuAD), else its index in the split."""
+    for name in ("idx", "id"):
+        if name in rows.column_names:
+            return list(rows[name])
+    return list(range(len(rows)))
 
 
 def _ci(values: Sequence[float], settings: Any) -> dict[str, float]:
@@ -452,10 +482,24 @@ def run_monotonicity(task: PlannedTask, ctx: TaskContext, progress: Any) -> Task
     )
 
 
+def run_classification(task: PlannedTask, ctx: TaskContext, progress: Any) -> TaskResult:
+    from monolm.evaluation.classification import run_classification as run
+
+    return run(task, ctx, progress)
+
+
+def run_question_answering(task: PlannedTask, ctx: TaskContext, progress: Any) -> TaskResult:
+    from monolm.evaluation.question_answering import run_question_answering as run
+
+    return run(task, ctx, progress)
+
+
 RUNNERS: dict[str, Callable[[PlannedTask, TaskContext, Any], TaskResult]] = {
     "summarization": run_summarization,
     "perplexity": run_perplexity,
     "lambada": run_lambada,
     "hellaswag": run_hellaswag,
+    "classification": run_classification,
+    "question_answering": run_question_answering,
     "monotonicity": run_monotonicity,
 }

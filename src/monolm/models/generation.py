@@ -8,6 +8,7 @@ one softplus per weight for the whole loop, not one per decoding step; their aut
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -96,3 +97,43 @@ def generate_from_ids(
         if progress:
             progress(len(batch_ids))
     return summaries
+
+
+@dataclass(frozen=True)
+class GreedySettings:
+    """`generate_from_ids` settings for plain greedy decoding: one beam, no length penalty, no
+    minimum length, no n-gram blocking; generation stops at EOS or after `max_new_tokens`."""
+
+    max_new_tokens: int
+    batch_size: int
+    num_beams: int = 1
+    length_penalty: float = 1.0
+    min_new_tokens: int = 0
+    no_repeat_ngram_size: int = 0
+
+
+def generate_greedy_answers(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    batch_size: int,
+    max_length: int,
+    progress: Callable[[int], None] | None = None,
+) -> list[str]:
+    """The greedy continuation of each prompt (a causal model) or the decoder's greedy output
+    (seq2seq), decoded without special tokens and stripped.
+
+    Prompts are encoded as lm-eval's `loglikelihood` encodes a context, so an answer generated
+    here is the one a log-likelihood scores: with the tokenizer's special tokens (T5 appends
+    `</s>`), a causal prompt's trailing whitespace left to the answer. The prompt is
+    left-truncated to `max_length` tokens, less `max_new_tokens` for a causal model (whose
+    window holds the answer too), as lm-eval's `generate_until` does. Causal batches are padded
+    on the left (`generate_from_ids`).
+    """
+    causal = not model.config.is_encoder_decoder
+    texts = [prompt.rstrip() for prompt in prompts] if causal else list(prompts)
+    budget = max(1, max_length - max_new_tokens) if causal else max_length
+    encoded = [ids[-budget:] for ids in tokenizer(texts)["input_ids"]]
+    settings = GreedySettings(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return generate_from_ids(model, tokenizer, encoded, settings, progress)

@@ -5,7 +5,9 @@ A `Measure` is `<stage>/<name>/<metric>` (the form of the study's `primary` list
 
 - `evaluate/<task>/<metric>`: from `<task>.examples.jsonl`; perplexity as exp(sum NLL / sum
   tokens|words|bytes) (exp_mean, weighted), bits per byte as sum(NLL / ln 2) / sum(bytes) (mean,
-  weighted), ROUGE as the mean of the per-example F1 x 100, accuracy as a rate;
+  weighted), ROUGE as the mean of the per-example F1 x 100, accuracy as a rate (classification:
+  `correct`), SQuAD v2 exact and F1 as the mean of the per-question scores x 100 (the official
+  percentages); F1 of a classification's positive class is not compared (see EVAL_METRICS);
 - `attack/<name>/<metric>` and `control/<name>/<metric>`: success rate (1 success, 0 failure,
   skipped rows invalid: successes / (successes + failures)), mean delta NLL, mean relative NLL;
 - `attack_vs_control/<name>/<metric>`: per example, the attack's value minus its matched random
@@ -33,6 +35,8 @@ HEADLINE = {
     "summarization": "rougeL",
     "lambada": "acc",
     "hellaswag": "acc_norm",
+    "classification": "acc",
+    "question_answering": "f1",
 }
 ATTACK_METRICS = ("success_rate", "delta_nll", "relative_nll")
 
@@ -91,8 +95,8 @@ def _negative(key: str, scale: float = 1.0) -> Reader:
     return lambda rows, line, row: -rows.number(line, row, key) * scale
 
 
-def _plain(key: str) -> Reader:
-    return lambda rows, line, row: rows.number(line, row, key)
+def _plain(key: str, scale: float = 1.0) -> Reader:
+    return lambda rows, line, row: rows.number(line, row, key) * scale
 
 
 def _binary(key: str) -> Reader:
@@ -116,6 +120,11 @@ class EvalMetric:
 
 
 _LN2 = math.log(2.0)
+_PERCENT = 100.0
+# Classification's positive-class F1 (MRPC) is left out: it is 2 TP / (2 TP + FP + FN), a ratio of
+# totals whose per-example denominator is 0 on a true negative, and examples of weight 0 are
+# invalid here (`RunValues`), so paired runs would drop each other's true negatives; eval.json
+# has it with its own bootstrap interval.
 EVAL_METRICS: dict[str, tuple[EvalMetric, ...]] = {
     "perplexity": (
         EvalMetric(
@@ -146,6 +155,11 @@ EVAL_METRICS: dict[str, tuple[EvalMetric, ...]] = {
     "hellaswag": (
         EvalMetric("acc", _binary("acc"), None, "rate", "mcnemar", False),
         EvalMetric("acc_norm", _binary("acc_norm"), None, "rate", "mcnemar", False),
+    ),
+    "classification": (EvalMetric("acc", _binary("correct"), None, "rate", "mcnemar", False),),
+    "question_answering": tuple(
+        EvalMetric(name, _plain(name, _PERCENT), None, "mean", "wilcoxon", False)
+        for name in ("exact", "f1")
     ),
 }
 
