@@ -1,4 +1,5 @@
-"""One LightningDataModule for both tasks: packed causal-LM blocks or seq2seq pairs."""
+"""One LightningDataModule for every task: packed causal-LM blocks, seq2seq pairs, or prompted
+(classification, question-answering) examples whose only labels are the answer tokens."""
 
 from __future__ import annotations
 
@@ -7,15 +8,28 @@ from typing import Any
 import lightning as L
 import torch
 from datasets import Dataset
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
 from monolm.data.loader import EpochShuffleSampler, ResumableDataLoader, SkippableBatchSampler
+from monolm.data.prompts import PROMPTED_TASKS
 from monolm.data.sources import load_splits
-from monolm.data.tokenize import pack_for_causal_lm, tokenize_for_seq2seq
+from monolm.data.tokenize import (
+    IGNORE_INDEX,
+    pack_for_causal_lm,
+    tokenize_for_seq2seq,
+    tokenize_prompted,
+)
 from monolm.errors import UserError
 
-IGNORE_INDEX = -100  # label value the loss skips (padding)
+__all__ = [
+    "IGNORE_INDEX",
+    "CausalLMCollator",
+    "PromptedCausalCollator",
+    "Seq2SeqCollator",
+    "TextDataModule",
+]
 
 
 class CausalLMCollator:
@@ -51,20 +65,61 @@ class Seq2SeqCollator:
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
+class PromptedCausalCollator(Seq2SeqCollator):
+    """Prompt + answer rows of a causal model, right-padded to the batch's longest: input_ids
+    with the pad id, labels with IGNORE_INDEX (they are IGNORE_INDEX over the prompt already),
+    attention_mask 1 over the real tokens. The padding is a seq2seq pair's; only the labels'
+    alignment differs (here they are aligned with input_ids, and the model shifts them)."""
+
+
+def model_family(dataset_cfg: Any) -> str | None:
+    """The model family of the config a dataset config belongs to (`cfg.dataset` inside a
+    composed train config), for callers that do not pass `family`; None when detached."""
+    root = dataset_cfg._get_root() if isinstance(dataset_cfg, DictConfig) else None
+    family = OmegaConf.select(root, "model.family", default=None) if root is not None else None
+    return None if family is None or root is dataset_cfg else str(family)
+
+
 class TextDataModule(L.LightningDataModule):
+    """Loads, tokenises (cached) and batches a dataset for the task it names.
+
+    `family` (causal | seq2seq) decides how a prompted task is laid out; it defaults to the
+    `model.family` of the config `dataset_cfg` is part of.
+    """
+
     def __init__(
-        self, dataset_cfg: Any, data_cfg: Any, tokenizer: PreTrainedTokenizerBase, seed: int
+        self,
+        dataset_cfg: Any,
+        data_cfg: Any,
+        tokenizer: PreTrainedTokenizerBase,
+        seed: int,
+        family: str | None = None,
     ) -> None:
         super().__init__()
         self.dataset_cfg, self.data_cfg = dataset_cfg, data_cfg
         self.tokenizer, self.seed = tokenizer, seed
+        self.family = family or model_family(dataset_cfg)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
+
+    @property
+    def prompted(self) -> bool:
+        return self.dataset_cfg.task in PROMPTED_TASKS
+
+    def _prompted_family(self) -> str:
+        if self.family not in ("causal", "seq2seq"):
+            raise UserError(
+                f"dataset '{self.dataset_cfg.name}' is a {self.dataset_cfg.task} task, laid out "
+                f"by model family: family={self.family!r} is not causal or seq2seq"
+            )
+        return self.family
 
     @property
     def collator(self) -> CausalLMCollator | Seq2SeqCollator:
         if self.dataset_cfg.task == "language_modeling":
             return CausalLMCollator()
+        if self.prompted and self._prompted_family() == "causal":
+            return PromptedCausalCollator(self.tokenizer.pad_token_id)
         return Seq2SeqCollator(self.tokenizer.pad_token_id)
 
     def build(self) -> None:
@@ -75,6 +130,12 @@ class TextDataModule(L.LightningDataModule):
         if cfg.task == "language_modeling":
             splits = [
                 pack_for_causal_lm(s, self.tokenizer, cfg.text_field, cfg.max_length, num_proc)
+                for s in (train, validation)
+            ]
+        elif self.prompted:
+            family = self._prompted_family()
+            splits = [
+                tokenize_prompted(s, self.tokenizer, cfg, family, num_proc)
                 for s in (train, validation)
             ]
         else:

@@ -9,6 +9,7 @@ prompt as its source and writes the answer as its target.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,7 +28,40 @@ def prompt_text(ds_cfg: Any, row: Mapping[str, Any]) -> str:
             f"not have (its fields: {sorted(row)})"
         ) from None
     except (IndexError, ValueError) as exc:
-        raise UserError(f"dataset '{ds_cfg.name}': prompt is not a format template ({exc})") from None
+        raise UserError(
+            f"dataset '{ds_cfg.name}': prompt is not a format template ({exc})"
+        ) from None
+
+
+def prompt_fields(ds_cfg: Any) -> list[str]:
+    """The row fields `dataset.prompt` names, in order of first use (`{a.b}` or `{a[0]}` name
+    `a`); a template that cannot be parsed, or a positional `{}`, is a UserError."""
+    try:
+        parsed = list(string.Formatter().parse(str(ds_cfg.prompt)))
+    except ValueError as exc:
+        raise UserError(
+            f"dataset '{ds_cfg.name}': prompt is not a format template ({exc})"
+        ) from None
+    fields: list[str] = []
+    for _, name, _, _ in parsed:
+        if name is None:
+            continue
+        field = name.split(".")[0].split("[")[0]
+        if not field or field.isdigit():
+            raise UserError(
+                f"dataset '{ds_cfg.name}': prompt has a positional field {{{name}}}: name the "
+                "row's fields, e.g. {sentence1}"
+            )
+        if field not in fields:
+            fields.append(field)
+    return fields
+
+
+def required_fields(ds_cfg: Any) -> list[str]:
+    """The fields every row of a prompted dataset needs: the prompt's and the answer's."""
+    answer = ds_cfg.label_field if ds_cfg.task == "classification" else ds_cfg.answers_field
+    fields = prompt_fields(ds_cfg)
+    return fields if answer in fields else [*fields, answer]
 
 
 def choices(ds_cfg: Any) -> list[str]:

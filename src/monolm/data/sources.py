@@ -22,6 +22,7 @@ from typing import Any
 import datasets
 from datasets import Dataset
 
+from monolm.data import prompts
 from monolm.data.bundled import bundled_files
 from monolm.errors import UserError
 
@@ -176,8 +177,40 @@ def _limit(ds: Dataset, limit: int | None) -> Dataset:
     return ds if limit is None or limit >= len(ds) else ds.select(range(limit))
 
 
+def holdout_seed(ds_cfg: Any, seed: int) -> int:
+    """The seed of the `validation_fraction` hold-out: `dataset.split_seed` when set (the same
+    held-out examples for every arm and seed of a study), else the run's seed."""
+    split_seed = getattr(ds_cfg, "split_seed", None)
+    return seed if split_seed is None else int(split_seed)
+
+
+def required_fields(ds_cfg: Any) -> list[str]:
+    """The fields every row needs for the dataset's task."""
+    if ds_cfg.task == "language_modeling":
+        return [ds_cfg.text_field]
+    if ds_cfg.task in prompts.PROMPTED_TASKS:
+        return prompts.required_fields(ds_cfg)
+    return [ds_cfg.source_field, ds_cfg.target_field]
+
+
+def _check_labels(ds_cfg: Any, split_name: str, split: Dataset) -> None:
+    """Every label of a classification split is a choice's index (GLUE's test labels are -1)."""
+    count = len(ds_cfg.choices)
+    for label in sorted(set(split[ds_cfg.label_field]), key=repr):
+        if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < count:
+            raise UserError(
+                f"dataset '{ds_cfg.name}' {split_name} split: {ds_cfg.label_field}={label!r} is "
+                f"not a label in [0, {count}) (dataset.choices={list(ds_cfg.choices)}; GLUE's "
+                "test splits hide their labels as -1: use validation)"
+            )
+
+
 def load_splits(ds_cfg: Any, seed: int) -> tuple[Dataset, Dataset]:
-    """The raw (train, validation) datasets, limited and checked for the fields the task needs."""
+    """The raw (train, validation) datasets, limited and checked for the fields the task needs.
+
+    Without a validation split, `validation_fraction` of train is held out with
+    `holdout_seed(ds_cfg, seed)`.
+    """
     path, kwargs = load_arguments(ds_cfg)
     for split in (ds_cfg.train_split, ds_cfg.validation_split):
         if split:
@@ -191,15 +224,13 @@ def load_splits(ds_cfg: Any, seed: int) -> tuple[Dataset, Dataset]:
                 f"dataset '{ds_cfg.name}' has no validation_split: set "
                 f"dataset.validation_fraction in (0, 1), got {ds_cfg.validation_fraction}"
             )
-        parts = train.train_test_split(test_size=ds_cfg.validation_fraction, seed=seed)
+        parts = train.train_test_split(
+            test_size=ds_cfg.validation_fraction, seed=holdout_seed(ds_cfg, seed)
+        )
         train, validation = parts["train"], parts["test"]
     train = _limit(train, ds_cfg.max_train_examples)
     validation = _limit(validation, ds_cfg.max_validation_examples)
-    fields = (
-        [ds_cfg.text_field]
-        if ds_cfg.task == "language_modeling"
-        else [ds_cfg.source_field, ds_cfg.target_field]
-    )
+    fields = required_fields(ds_cfg)
     for split_name, split in (("train", train), ("validation", validation)):
         missing = [f for f in fields if f not in split.column_names]
         if missing:
@@ -209,6 +240,8 @@ def load_splits(ds_cfg: Any, seed: int) -> tuple[Dataset, Dataset]:
             )
         if len(split) == 0:
             raise UserError(f"dataset '{ds_cfg.name}' {split_name} split is empty")
+        if ds_cfg.task == "classification":
+            _check_labels(ds_cfg, split_name, split)
     return train, validation
 
 
@@ -216,8 +249,9 @@ def split_rows(
     ds_cfg: Any, split: str | None, seed: int, max_examples: int | None, which: str = "validation"
 ) -> Dataset:
     """The raw rows of `split`; split None means the `which` ('train' or 'validation') split as
-    training saw it (held out of train with the run's seed when there is no validation split).
-    At most `max_examples` rows, in the split's order."""
+    training saw it (held out of train, when there is no validation split, with
+    `dataset.split_seed` or else the run's `seed`, as `load_splits` does). At most
+    `max_examples` rows, in the split's order."""
     if split is None and not ds_cfg.validation_split:
         rows = load_splits(ds_cfg, seed)[0 if which == "train" else 1]
     else:

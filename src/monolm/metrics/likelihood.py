@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from monolm.data.tokenize import encode_requests, encode_texts, prefix_token_id
 from monolm.inference import inference_context
 from monolm.models.loading import max_positions
 
@@ -54,16 +55,6 @@ class DocumentScore:
 # Tokenisation and lengths
 
 
-def prefix_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
-    """lm-eval's conditioning token for empty contexts and first windows: BOS, else EOS."""
-    token = tokenizer.bos_token_id
-    if token is None:
-        token = tokenizer.eos_token_id
-    if token is None:
-        raise ValueError("the tokenizer has neither a BOS nor an EOS token to condition on")
-    return token
-
-
 def default_max_length(model: PreTrainedModel) -> int:
     """The longest input scored at once: the position limit, or 512 for T5's relative positions.
 
@@ -77,60 +68,6 @@ def default_max_length(model: PreTrainedModel) -> int:
     for name in ("n_positions", "n_ctx"):
         limit = limit or getattr(config, name, None)
     return limit or 2048
-
-
-def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], special: bool) -> list[list[int]]:
-    if not texts:
-        return []
-    return tokenizer(texts, add_special_tokens=special)["input_ids"]
-
-
-def _move_trailing_spaces(context: str, continuation: str) -> tuple[str, str]:
-    """lm-eval moves trailing whitespace to the continuation ("a " + "b" -> "a" + " b"), so the
-    space is tokenised with the word it precedes, as in running text."""
-    stripped = context.rstrip()
-    return stripped, context[len(stripped) :] + continuation
-
-
-def encode_requests(
-    tokenizer: PreTrainedTokenizerBase,
-    requests: Sequence[tuple[str, str]],
-    seq2seq: bool,
-) -> list[tuple[list[int], list[int]]]:
-    """(context tokens, continuation tokens) per request, as lm-eval's `loglikelihood` makes them.
-
-    Special tokens follow the tokenizer's defaults wherever lm-eval's `tok_encode` does: for the
-    context, and for the whole causal text (GPT-NeoX and the bundled causal tokenizer add none);
-    never for a seq2seq continuation or a continuation that follows an empty context.
-    """
-    prefix = prefix_token_id(tokenizer)
-    pairs = [_move_trailing_spaces(c, x) if c else (c, x) for c, x in requests]
-    contexts = _encode(tokenizer, [c for c, _ in pairs if c], special=True)
-    if seq2seq:
-        tails = _encode(tokenizer, [x for c, x in pairs if c], special=False)
-    else:
-        tails = _encode(tokenizer, [c + x for c, x in pairs if c], special=True)
-    bare = _encode(tokenizer, [x for c, x in pairs if not c], special=False)
-    contexts_it, tails_it, bare_it = iter(contexts), iter(tails), iter(bare)
-    encoded = []
-    for context, continuation in pairs:
-        if context:
-            context_ids, tail = next(contexts_it), next(tails_it)
-            continuation_ids = tail if seq2seq else tail[len(context_ids) :]
-        else:
-            continuation_ids = next(bare_it)
-            # lm-eval: the prefix token is the context, unless the continuation starts with it.
-            if continuation_ids and continuation_ids[0] == prefix:
-                context_ids, continuation_ids = continuation_ids[:1], continuation_ids[1:]
-            else:
-                context_ids = [prefix]
-        if not continuation_ids:
-            raise ValueError(
-                f"continuation {continuation!r} of context {context[-40:]!r} has no tokens of its "
-                "own to score"
-            )
-        encoded.append((context_ids, continuation_ids))
-    return encoded
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,7 +308,7 @@ def document_loglikelihoods(
     if max_length < 1:
         raise ValueError(f"max_length={max_length} must be >= 1")
     prefix = prefix_token_id(tokenizer)
-    documents = _encode(tokenizer, list(texts), special=True)
+    documents = encode_texts(tokenizer, list(texts), special=True)
     owners, windows = [], []
     for index, token_ids in enumerate(documents):
         made = strided_windows(token_ids, prefix, max_length, stride or max_length)

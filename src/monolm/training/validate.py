@@ -7,8 +7,19 @@ from typing import Any
 from monolm.config.schema import TrainConfig
 from monolm.config.typed import reject_unknown_keys
 from monolm.constraints import constraint_names
+from monolm.data import prompts
 from monolm.errors import UserError, did_you_mean
 
+FAMILIES = ("causal", "seq2seq")
+# The model families training supports for each dataset.task: packed LM blocks need a causal
+# model, summarisation a seq2seq one; a prompted task is laid out for either family.
+TASK_FAMILIES = {
+    "language_modeling": ("causal",),
+    "summarization": ("seq2seq",),
+    "classification": FAMILIES,
+    "question_answering": FAMILIES,
+}
+# Each family's own unprompted task (what dataset=tiny picks for it).
 FAMILY_TASKS = {"causal": "language_modeling", "seq2seq": "summarization"}
 SCHEDULES = ("linear", "cosine", "constant")
 STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true", "fsdp")
@@ -28,13 +39,14 @@ def _choice(key: str, value: Any, valid: tuple[str, ...] | list[str]) -> None:
 def validate_train_config(cfg: Any) -> None:
     """Raise UserError naming the first impossible value; return None when the config is sound."""
     reject_unknown_keys(cfg, TrainConfig, "")
-    _choice("model.family", cfg.model.family, list(FAMILY_TASKS))
-    _choice("dataset.task", cfg.dataset.task, list(FAMILY_TASKS.values()))
-    expected = FAMILY_TASKS[cfg.model.family]
+    _choice("model.family", cfg.model.family, FAMILIES)
+    _choice("dataset.task", cfg.dataset.task, list(TASK_FAMILIES))
+    supported = [task for task, families in TASK_FAMILIES.items() if cfg.model.family in families]
     _require(
-        cfg.dataset.task == expected,
+        cfg.dataset.task in supported,
         f"dataset '{cfg.dataset.name}' is a {cfg.dataset.task} dataset but model "
-        f"'{cfg.model.name}' is {cfg.model.family}: training supports {expected} for it",
+        f"'{cfg.model.name}' is {cfg.model.family}: training supports {', '.join(supported)} "
+        "for it",
     )
     _require(cfg.seed >= 0, f"seed={cfg.seed} must be >= 0")
 
@@ -75,6 +87,12 @@ def validate_train_config(cfg: Any) -> None:
     for key in ("max_train_examples", "max_validation_examples"):
         value = ds[key]
         _require(value is None or value >= 1, f"dataset.{key}={value} must be >= 1 (or null)")
+    _require(
+        ds.split_seed is None or ds.split_seed >= 0,
+        f"dataset.split_seed={ds.split_seed} must be >= 0 (or null: the run's seed)",
+    )
+    if ds.task in prompts.PROMPTED_TASKS:
+        validate_prompted_dataset(ds)
 
     trainer = cfg.trainer
     _require(
@@ -112,6 +130,48 @@ def validate_train_config(cfg: Any) -> None:
             logger is not None and "_target_" in logger,
             f"logger.{name} has no _target_ (a Lightning logger class)",
         )
+
+
+def validate_prompted_dataset(ds: Any) -> None:
+    """A classification or question-answering dataset: a prompt naming the row's fields, the
+    verbalised labels (classification) or the no-answer text (QA), and room for the answer."""
+    _require(
+        bool(str(ds.prompt).strip()),
+        f"dataset '{ds.name}' is a {ds.task} task: dataset.prompt is empty; set a template over "
+        "the row's fields, e.g. 'Question: {question} Answer:'",
+    )
+    _require(
+        bool(prompts.prompt_fields(ds)),
+        f"dataset.prompt={str(ds.prompt)!r} names no field of the data: every row would read the "
+        "same prompt; name fields in braces, e.g. {sentence}",
+    )
+    if ds.task == "classification":
+        names = prompts.choices(ds)  # at least two
+        _require(
+            all(name.strip() for name in names) and len(set(names)) == len(names),
+            f"dataset.choices={names} must be distinct, non-empty label words (index = label id)",
+        )
+        _require(
+            ds.positive_label is None or 0 <= ds.positive_label < len(names),
+            f"dataset.positive_label={ds.positive_label} is not a label id: valid: "
+            f"{', '.join(map(str, range(len(names))))} (or null)",
+        )
+    else:
+        _require(
+            bool(str(ds.no_answer).strip()),
+            f"dataset '{ds.name}' is a question_answering task: dataset.no_answer is empty; set "
+            "what the model answers to an unanswerable question, e.g. unanswerable",
+        )
+    _require(
+        ds.max_target_length >= 2,
+        f"dataset.max_target_length={ds.max_target_length} must be >= 2 for a {ds.task} task "
+        "(the answer's tokens and EOS)",
+    )
+    _require(
+        ds.max_length > ds.max_target_length,
+        f"dataset.max_length={ds.max_length} must exceed dataset.max_target_length="
+        f"{ds.max_target_length}: the prompt and its answer share max_length",
+    )
 
 
 def validate_max_length(cfg: Any, positions: int | None) -> None:

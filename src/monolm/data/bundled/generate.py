@@ -1,6 +1,7 @@
-"""Generate the bundled offline datasets ``tiny_lm`` and ``tiny_summarization``.
+"""Generate the bundled offline datasets ``tiny_lm``, ``tiny_summarization``,
+``tiny_paraphrase`` and ``tiny_squad_v2``.
 
-Both datasets are synthetic English text built from hand-written templates and slot fillers
+All four are synthetic English text built from hand-written templates and slot fillers
 (names, places, numbers, objects), so that a tiny model has real structure to learn while no
 two documents are copies of each other. They let the framework train and evaluate offline on
 CPU; nothing here is downloaded.
@@ -12,6 +13,12 @@ CPU; nothing here is downloaded.
   like CNN/DailyMail 3.0.0. Each article is a 100-300 word news story; its highlights are 2-3
   sentences, joined by ``"\\n"``, that restate facts drawn for that story; ``id`` is the SHA-1
   of the article.
+- ``tiny_paraphrase/{train,validation}.jsonl``: ``{"idx", "sentence1", "sentence2", "label"}``
+  objects like GLUE MRPC (label 1: the sentences are paraphrases, about 68% of pairs). Both
+  sentences state one claim in different words; a non-paraphrase changes one fact of it.
+- ``tiny_squad_v2/{train,validation}.jsonl``: ``{"id", "title", "context", "question",
+  "answers"}`` objects like SQuAD v2: a 40-90 word paragraph and one question, about half of
+  them unanswerable (``answers`` empty); ``answer_start`` indexes each answer in the context.
 
 Output is byte-identical on every run: every split has its own string-seeded
 ``random.Random`` (string seeds are hashed with SHA-512, independent of ``PYTHONHASHSEED``),
@@ -29,6 +36,7 @@ from pathlib import Path
 
 SEED = 1234
 SPLIT_SIZES = {"train": 400, "validation": 60}
+PROMPTED_SPLIT_SIZES = {"train": 400, "validation": 100}  # tiny_paraphrase, tiny_squad_v2
 LM_WORDS = (80, 300)
 ARTICLE_WORDS = (100, 300)
 
@@ -1738,6 +1746,951 @@ def summarization_example(rng: random.Random) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------------------------
+# tiny_paraphrase: sentence pairs in GLUE MRPC's schema. A claim (a fact with named slots) is
+# written twice by different templates and synonyms; a non-paraphrase first changes one fact of
+# the claim (a number, a name, a place, a day, or its polarity), so the two sentences differ in
+# wording either way and in meaning only when the label is 0.
+# --------------------------------------------------------------------------------------------
+
+PARAPHRASE_SHARE = 0.68  # MRPC: 67.4% of train and 68.4% of validation pairs are paraphrases
+
+LISTED_COMPANIES = (
+    "Northwind Foods", "Bluestone Energy", "Harbor Line Shipping", "Kestrel Motors",
+    "Juniper Bank", "Orchard Telecom", "Silverleaf Pharma", "Redwood Steel",
+    "Larkspur Airlines", "Copperfield Media", "Granite Insurance", "Summit Software",
+)  # fmt: skip
+CLUB_SUFFIXES = ("Rovers", "United", "Athletic", "Wanderers", "Albion", "City")
+QUARTERS = ("first", "second", "third", "fourth")
+PUBLIC_EVENTS = (
+    ("protest", "demonstration"), ("football match", "football game"),
+    ("street party", "street festival"), ("concert", "music concert"),
+)  # fmt: skip
+ROLES = (
+    ("chief executive", "chief executive officer"), ("finance director", "chief financial officer"),
+    ("chair", "chairperson"), ("head of research", "research director"),
+)  # fmt: skip
+TREATMENTS = (
+    "daily aspirin", "vitamin D supplements", "a new asthma inhaler", "a low-salt diet",
+    "regular exercise", "a blood pressure drug",
+)  # fmt: skip
+OUTCOMES = (
+    "heart attacks", "migraine attacks", "blood pressure", "hospital visits",
+    "joint pain",
+)  # fmt: skip
+RISE_VERBS = ("rose", "climbed", "increased", "jumped", "grew")
+FALL_VERBS = ("fell", "dropped", "declined", "slid", "decreased")
+RISE_NOUNS = ("rise", "increase", "jump", "gain")
+FALL_NOUNS = ("fall", "drop", "decline")
+PROFIT_WORDS = ("profit", "net profit", "earnings")
+APPROVE_ACTIVE = ("approved", "backed", "gave the go-ahead to", "voted in favor of")
+REJECT_ACTIVE = ("rejected", "turned down", "threw out", "voted against")
+APPROVE_PASSIVE = ("approved", "backed", "given the go-ahead")
+REJECT_PASSIVE = ("rejected", "turned down", "thrown out")
+SHARE_RISE_VERBS = ("rose", "climbed", "gained", "jumped", "advanced")
+SHARE_FALL_VERBS = ("fell", "dropped", "lost", "slid", "declined")
+WORKS_PAST = ("reduced", "lowered", "cut")
+FAILS_PAST = ("did not reduce", "had no effect on", "failed to lower")
+WORKS_INFINITIVE = ("reduce", "lower", "cut")
+FAILS_INFINITIVE = ("have no effect on", "do nothing for")
+
+Claim = dict[str, object]
+Template = Callable[[Claim, random.Random], str]
+Change = Callable[[random.Random, Claim], Claim]
+
+
+def moved(claim: Claim, rng: random.Random) -> str:
+    return rng.choice(RISE_VERBS if claim["up"] else FALL_VERBS)
+
+
+def movement(claim: Claim, rng: random.Random) -> str:
+    return rng.choice(RISE_NOUNS if claim["up"] else FALL_NOUNS)
+
+
+def traded(claim: Claim, rng: random.Random) -> str:
+    return rng.choice(SHARE_RISE_VERBS if claim["up"] else SHARE_FALL_VERBS)
+
+
+def voted(claim: Claim, rng: random.Random) -> str:
+    return rng.choice(APPROVE_ACTIVE if claim["approved"] else REJECT_ACTIVE)
+
+
+def voted_on(claim: Claim, rng: random.Random) -> str:
+    return rng.choice(APPROVE_PASSIVE if claim["approved"] else REJECT_PASSIVE)
+
+
+def acted(claim: Claim, rng: random.Random) -> str:
+    return rng.choice(WORKS_PAST if claim["works"] else FAILS_PAST)
+
+
+def act(claim: Claim, rng: random.Random) -> str:
+    return rng.choice(WORKS_INFINITIVE if claim["works"] else FAILS_INFINITIVE)
+
+
+def money(rng: random.Random, millions: int) -> str:
+    return rng.choice((f"${millions} million", f"{millions} million dollars"))
+
+
+def price(rng: random.Random, cents: int) -> str:
+    return rng.choice((f"${cents / 100:.2f}", f"{cents / 100:.2f} dollars"))
+
+
+def draw_earnings(rng: random.Random) -> Claim:
+    return {
+        "company": rng.choice(LISTED_COMPANIES),
+        "quarter": rng.choice(QUARTERS),
+        "up": rng.random() < 0.6,
+        "pct": rng.randint(2, 45),
+        "amount": rng.randint(12, 950),
+    }
+
+
+EARNINGS_TEMPLATES: tuple[Template, ...] = (
+    lambda c, r: (
+        f"{c['company']} said its {c['quarter']}-quarter {r.choice(PROFIT_WORDS)} "
+        f"{moved(c, r)} {c['pct']} percent to "
+        f"{money(r, c['amount'])}."
+    ),
+    lambda c, r: (
+        f"{cap(r.choice(PROFIT_WORDS))} at {c['company']} "
+        f"{moved(c, r)} {c['pct']} percent in the "
+        f"{c['quarter']} quarter, to {money(r, c['amount'])}."
+    ),
+    lambda c, r: (
+        f"In the {c['quarter']} quarter, {c['company']}'s {r.choice(PROFIT_WORDS)} "
+        f"{moved(c, r)} by {c['pct']} percent to "
+        f"{money(r, c['amount'])}."
+    ),
+    lambda c, r: (
+        f"{c['company']} reported "
+        f"{with_article(movement(c, r))} of {c['pct']} percent in "
+        f"{c['quarter']}-quarter {r.choice(PROFIT_WORDS)}, to {money(r, c['amount'])}."
+    ),
+)
+
+
+def draw_council_vote(rng: random.Random) -> Claim:
+    return {
+        "town": rng.choice(TOWNS),
+        "homes": rng.randrange(20, 401, 5),
+        "street": rng.choice(STREETS),
+        "day": rng.choice(WEEKDAYS[:5]),
+        "approved": rng.random() < 0.6,
+    }
+
+
+COUNCIL_TEMPLATES: tuple[Template, ...] = (
+    lambda c, r: (
+        f"The {c['town']} council "
+        f"{voted(c, r)} plans for {c['homes']} new "
+        f"homes on {c['street']} on {c['day']}."
+    ),
+    lambda c, r: (
+        f"On {c['day']}, councillors in {c['town']} "
+        f"{voted(c, r)} a plan to build "
+        f"{c['homes']} homes on {c['street']}."
+    ),
+    lambda c, r: (
+        f"Plans for {c['homes']} new homes on {c['street']} were "
+        f"{voted_on(c, r)} by the {c['town']} "
+        f"council on {c['day']}."
+    ),
+    lambda c, r: (
+        f"A proposal to build {c['homes']} houses on {c['street']} was "
+        f"{voted_on(c, r)} by {c['town']} "
+        f"councillors on {c['day']}."
+    ),
+    lambda c, r: (
+        f"{c['town']}'s council {voted(c, r)} "
+        f"a development of {c['homes']} homes on {c['street']} at its meeting on {c['day']}."
+    ),
+)
+
+
+def draw_match(rng: random.Random) -> Claim:
+    home, away = rng.sample(TOWNS, 2)
+    winner_goals = rng.randint(1, 6)
+    return {
+        "winner": f"{home} {rng.choice(CLUB_SUFFIXES)}",
+        "loser": f"{away} {rng.choice(CLUB_SUFFIXES)}",
+        "score": (winner_goals, rng.randint(0, winner_goals - 1)),
+        "day": rng.choice(WEEKDAYS),
+    }
+
+
+def score(claim: Claim) -> str:
+    won, lost = claim["score"]
+    return f"{won}-{lost}"
+
+
+MATCH_TEMPLATES: tuple[Template, ...] = (
+    lambda c, r: (
+        f"{c['winner']} {r.choice(('beat', 'defeated'))} {c['loser']} {score(c)} on {c['day']}."
+    ),
+    lambda c, r: f"{c['loser']} lost {score(c)} to {c['winner']} on {c['day']}.",
+    lambda c, r: f"On {c['day']}, {c['winner']} won {score(c)} against {c['loser']}.",
+    lambda c, r: f"{c['loser']} were beaten {score(c)} by {c['winner']} on {c['day']}.",
+    lambda c, r: (
+        f"{c['winner']} claimed a {score(c)} {r.choice(('win', 'victory'))} over "
+        f"{c['loser']} on {c['day']}."
+    ),
+)
+
+
+def draw_arrests(rng: random.Random) -> Claim:
+    return {
+        "people": rng.randint(3, 60),
+        "event": rng.randrange(len(PUBLIC_EVENTS)),
+        "town": rng.choice(TOWNS),
+        "day": rng.choice(WEEKDAYS),
+    }
+
+
+def event_name(claim: Claim, rng: random.Random) -> str:
+    return rng.choice(PUBLIC_EVENTS[claim["event"]])
+
+
+ARREST_TEMPLATES: tuple[Template, ...] = (
+    lambda c, r: (
+        f"Police arrested {c['people']} people after a {event_name(c, r)} in "
+        f"{c['town']} on {c['day']}."
+    ),
+    lambda c, r: (
+        f"{c['people']} people were arrested by police following a {event_name(c, r)} "
+        f"in {c['town']} on {c['day']}."
+    ),
+    lambda c, r: (
+        f"On {c['day']}, police in {c['town']} detained {c['people']} people after a "
+        f"{event_name(c, r)}."
+    ),
+    lambda c, r: (
+        f"A {event_name(c, r)} in {c['town']} on {c['day']} ended with {c['people']} "
+        "arrests, police said."
+    ),
+    lambda c, r: (
+        f"Police said {c['people']} people had been arrested in {c['town']} after "
+        f"{c['day']}'s {event_name(c, r)}."
+    ),
+)
+
+
+def draw_share_move(rng: random.Random) -> Claim:
+    return {
+        "company": rng.choice(LISTED_COMPANIES),
+        "up": rng.random() < 0.5,
+        "pct": rng.randint(2, 30),
+        "cents": rng.randint(500, 9_000),
+        "day": rng.choice(WEEKDAYS[:5]),
+    }
+
+
+SHARE_TEMPLATES: tuple[Template, ...] = (
+    lambda c, r: (
+        f"Shares of {c['company']} "
+        f"{traded(c, r)} {c['pct']} percent to "
+        f"{price(r, c['cents'])} on {c['day']}."
+    ),
+    lambda c, r: (
+        f"{c['company']} stock "
+        f"{traded(c, r)} {c['pct']} percent on "
+        f"{c['day']}, closing at {price(r, c['cents'])}."
+    ),
+    lambda c, r: (
+        f"On {c['day']}, {c['company']}'s shares "
+        f"{traded(c, r)} {c['pct']} percent to end at "
+        f"{price(r, c['cents'])}."
+    ),
+    lambda c, r: (
+        f"{c['company']} shares ended {c['day']} {'up' if c['up'] else 'down'} "
+        f"{c['pct']} percent at {price(r, c['cents'])}."
+    ),
+)
+
+
+def draw_appointment(rng: random.Random) -> Claim:
+    new, old = draw_people(rng, 2)
+    return {
+        "new": new.full,
+        "old": old.full,
+        "company": rng.choice(LISTED_COMPANIES),
+        "role": rng.randrange(len(ROLES)),
+    }
+
+
+def role_name(claim: Claim, rng: random.Random) -> str:
+    return rng.choice(ROLES[claim["role"]])
+
+
+APPOINTMENT_TEMPLATES: tuple[Template, ...] = (
+    lambda c, r: (
+        f"{c['company']} named {c['new']} as its new {role_name(c, r)}, replacing {c['old']}."
+    ),
+    lambda c, r: (
+        f"{c['new']} has been appointed {role_name(c, r)} of {c['company']}, succeeding {c['old']}."
+    ),
+    lambda c, r: (
+        f"{c['old']} will be replaced as {role_name(c, r)} of {c['company']} by {c['new']}."
+    ),
+    lambda c, r: (
+        f"{c['company']} has chosen {c['new']} to succeed {c['old']} as {role_name(c, r)}."
+    ),
+    lambda c, r: (
+        f"{c['new']} will take over from {c['old']} as {c['company']}'s {role_name(c, r)}."
+    ),
+)
+
+
+def draw_study(rng: random.Random) -> Claim:
+    return {
+        "patients": rng.randrange(200, 20_001, 50),
+        "treatment": rng.choice(TREATMENTS),
+        "outcome": rng.choice(OUTCOMES),
+        "works": rng.random() < 0.6,
+    }
+
+
+STUDY_TEMPLATES: tuple[Template, ...] = (
+    lambda c, r: (
+        f"A study of {c['patients']:,} patients found that {c['treatment']} "
+        f"{acted(c, r)} {c['outcome']}."
+    ),
+    lambda c, r: (
+        f"Researchers who followed {c['patients']:,} patients found that "
+        f"{c['treatment']} {acted(c, r)} {c['outcome']}."
+    ),
+    lambda c, r: (
+        f"{cap(c['treatment'])} {acted(c, r)} "
+        f"{c['outcome']} in a study of {c['patients']:,} patients, researchers said."
+    ),
+    lambda c, r: (
+        f"In a trial of {c['patients']:,} patients, {c['treatment']} was found "
+        f"to {act(c, r)} {c['outcome']}."
+    ),
+)
+
+
+def redrawn(draw: Callable[[random.Random], Claim], *slots: str) -> Change:
+    """A change of fact: ``slots`` drawn again, by the claim kind's draw, until they differ."""
+
+    def change(rng: random.Random, claim: Claim) -> Claim:
+        while True:
+            fresh = draw(rng)
+            if any(fresh[slot] != claim[slot] for slot in slots):
+                return {**claim, **{slot: fresh[slot] for slot in slots}}
+
+    return change
+
+
+def swapped(first: str, second: str) -> Change:
+    """A change of fact: two slots exchanged (who beat whom, who replaces whom)."""
+    return lambda rng, claim: {**claim, first: claim[second], second: claim[first]}
+
+
+def replaced_newcomer(rng: random.Random, claim: Claim) -> Claim:
+    """A change of fact: someone else (neither of the two named) takes the post."""
+    while True:
+        newcomer = draw_person(rng).full
+        if newcomer not in (claim["new"], claim["old"]):
+            return {**claim, "new": newcomer}
+
+
+@dataclass(frozen=True)
+class ClaimKind:
+    draw: Callable[[random.Random], Claim]
+    templates: tuple[Template, ...]
+    changes: tuple[Change, ...]
+
+
+CLAIM_KINDS = (
+    ClaimKind(
+        draw_earnings,
+        EARNINGS_TEMPLATES,
+        tuple(redrawn(draw_earnings, s) for s in ("company", "quarter", "up", "pct", "amount")),
+    ),
+    ClaimKind(
+        draw_council_vote,
+        COUNCIL_TEMPLATES,
+        tuple(
+            redrawn(draw_council_vote, s) for s in ("town", "homes", "street", "day", "approved")
+        ),
+    ),
+    ClaimKind(
+        draw_match,
+        MATCH_TEMPLATES,
+        (swapped("winner", "loser"), redrawn(draw_match, "score"), redrawn(draw_match, "day")),
+    ),
+    ClaimKind(
+        draw_arrests,
+        ARREST_TEMPLATES,
+        tuple(redrawn(draw_arrests, s) for s in ("people", "event", "town", "day")),
+    ),
+    ClaimKind(
+        draw_share_move,
+        SHARE_TEMPLATES,
+        tuple(redrawn(draw_share_move, s) for s in ("company", "up", "pct", "cents", "day")),
+    ),
+    ClaimKind(
+        draw_appointment,
+        APPOINTMENT_TEMPLATES,
+        (
+            swapped("new", "old"),
+            replaced_newcomer,
+            *(redrawn(draw_appointment, s) for s in ("company", "role")),
+        ),
+    ),
+    ClaimKind(
+        draw_study,
+        STUDY_TEMPLATES,
+        tuple(redrawn(draw_study, s) for s in ("patients", "treatment", "outcome", "works")),
+    ),
+)
+
+
+def paraphrase_pair(rng: random.Random, split: str) -> dict[str, object]:
+    """Draw one ``tiny_paraphrase`` pair (``idx`` is added when it is written).
+
+    Both sentences are written by independently drawn templates and synonyms (redrawn if they
+    come out identical); for a non-paraphrase (label 0), the second states a changed claim.
+    """
+    kind = rng.choice(CLAIM_KINDS)
+    claim = kind.draw(rng)
+    label = 1 if rng.random() < PARAPHRASE_SHARE else 0
+    second_claim = claim if label else rng.choice(kind.changes)(rng, claim)
+    sentence1 = rng.choice(kind.templates)(claim, rng)
+    while True:
+        sentence2 = rng.choice(kind.templates)(second_claim, rng)
+        if sentence2 != sentence1:
+            return {"sentence1": sentence1, "sentence2": sentence2, "label": label}
+
+
+# --------------------------------------------------------------------------------------------
+# tiny_squad_v2: paragraphs about invented towns, people, bridges, companies and football clubs
+# with one question each, in SQuAD v2's schema. A paragraph is a lead sentence and some of its
+# topic's other facts; an answerable question asks for a span of one of the sentences kept, an
+# unanswerable one asks (with the paragraph's own names) what no sentence states: a fact left
+# out, or a near miss of one kept (the founding of a company named only as an employer, the
+# away shirts of a club whose home shirts are described), as SQuAD v2's adversarial questions.
+# --------------------------------------------------------------------------------------------
+
+CONTEXT_WORDS = (40, 90)
+UNANSWERABLE_SHARE = 0.5  # SQuAD v2 dev: 5,945 of 11,873 questions have no answer
+LANDMARKS = ("Corn Exchange", "Guildhall", "Old Mill", "Clock Tower", "Abbey Gate")
+FESTIVALS = (
+    ("lantern festival", ("November", "December", "January")),
+    ("cheese fair", ("September", "October")),
+    ("summer regatta", ("June", "July", "August")),
+    ("folk music festival", ("May", "June", "July")),
+)
+FOUNDER_JOBS = ("miller", "merchant", "blacksmith", "weaver", "shepherd", "boat builder")
+TOWN_KINDS = ("market town", "fishing town", "small cathedral city", "former mill town")
+EMPLOYER_KINDS = (
+    ("Mills", "paper"), ("Glassworks", "glass bottles"), ("Textiles", "wool blankets"),
+    ("Engineering", "ship engines"), ("Cycles", "bicycle frames"),
+)  # fmt: skip
+NATIONALITIES = ("Canadian", "Irish", "Danish", "Chilean", "Kenyan", "Portuguese", "Scottish")
+PROFESSIONS = (
+    ("marine biologist", "biology", "coral reefs"), ("architect", "architecture", "timber houses"),
+    ("composer", "music", "choral music"), ("astronomer", "physics", "distant galaxies"),
+    ("novelist", "literature", "historical fiction"), ("civil engineer", "engineering",
+    "flood defenses"), ("botanist", "botany", "alpine plants"),
+)  # fmt: skip
+PRIZES = ("Halden Prize", "Merrow Medal", "Ashcombe Award", "Lindqvist Prize")
+PARTNERS = ("husband", "wife", "partner")
+BRIDGE_KINDS = ("stone arch", "steel suspension", "iron truss", "concrete beam")
+BRIDGE_ROADS = ("the coast road", "the main road to {city}", "two lanes of traffic")
+CLOSURE_CAUSES = (
+    "cracks were found in its supports", "a flood damaged one of its piers",
+    "a lorry struck its railings",
+)  # fmt: skip
+BUSINESSES = (
+    ("Instruments", "musical instrument", ("Aria violin", "Tempo keyboard", "Echo flute")),
+    ("Foods", "food", ("Harvest oat bar", "Sunrise jam", "Golden crumpet")),
+    ("Optics", "optics", ("Falcon binoculars", "Clearview lens", "Polaris telescope")),
+    ("Outdoor", "outdoor clothing", ("Summit jacket", "Trail boot", "Storm tent")),
+)
+MEETING_PLACES = ("a bakery", "a shipyard", "a laboratory", "a newspaper")
+GROUND_NAMES = ("Mill", "Victoria", "Meadow", "Station", "Castle")
+GROUND_KINDS = ("Park", "Road", "Lane", "Ground")
+CUPS = ("County Cup", "Northern League", "Regional Trophy", "Senior Shield")
+CLUB_COLORS = (
+    ("black and white", "Magpies"), ("red", "Reds"), ("sky blue", "Sky Blues"),
+    ("green", "Greens"), ("amber", "Tigers"),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class QA:
+    """A question one sentence answers, with the span that answers it.
+
+    ``variants`` are other spans of that sentence an annotator could mark (validation carries
+    them as extra gold answers); ``standalone`` questions name nothing but the paragraph's
+    subject, so they can be asked, unanswerable, of a paragraph that leaves their sentence out.
+    """
+
+    question: str
+    answer: str
+    variants: tuple[str, ...] = ()
+    standalone: bool = True
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One sentence of a paragraph, what it answers, and ``decoys``: questions about its names
+    that neither it nor any other sentence of its topic answers."""
+
+    sentence: str
+    questions: tuple[QA, ...]
+    decoys: tuple[str, ...] = ()
+
+
+def town_topic(rng: random.Random) -> tuple[str, list[Fact]]:
+    town, city = rng.sample(TOWNS, 2)
+    river, kind = rng.choice(RIVERS), rng.choice(TOWN_KINDS)
+    km, direction = rng.randint(8, 90), rng.choice(DIRECTIONS)
+    founder, job = draw_person(rng), rng.choice(FOUNDER_JOBS)
+    founded = rng.randint(1120, 1850)
+    festival, months = rng.choice(FESTIVALS)
+    month = rng.choice(months)
+    census, population = rng.randint(2001, 2021), rng.randrange(3_000, 60_001, 100)
+    suffix, product = rng.choice(EMPLOYER_KINDS)
+    employer, workers = f"{rng.choice(SURNAMES)} {suffix}", rng.randint(150, 2_500)
+    landmark, built = rng.choice(LANDMARKS), founded + rng.randint(5, 150)
+    return town, [
+        Fact(
+            f"{town} is a {kind} on the {river}, about {km} kilometers {direction} of {city}.",
+            (
+                QA(f"Which river is {town} on?", river, (f"the {river}",)),
+                QA(
+                    f"How far is {town} from {city}?",
+                    f"about {km} kilometers",
+                    (f"{km} kilometers",),
+                ),
+                QA(f"What kind of town is {town}?", kind, (f"a {kind}",)),
+            ),
+            (f"How far is {town} from the sea?", f"How long is the {river}?"),
+        ),
+        Fact(
+            f"It was founded in {founded} by {founder.full}, {with_article(job)}, who built the "
+            "first houses by the river.",
+            (
+                QA(f"When was {town} founded?", str(founded), (f"in {founded}",)),
+                QA(f"Who founded {town}?", founder.full),
+                QA(f"What was the job of {founder.full}?", job, (with_article(job),), False),
+            ),
+            (f"When did {founder.full} die?", f"Who built the first bridge in {town}?"),
+        ),
+        Fact(
+            f"{town} is best known for its {festival}, which is held every {month}.",
+            (
+                QA(f"What is {town} best known for?", festival, (f"its {festival}",)),
+                QA(f"In which month is the {festival} held?", month, (f"every {month}",), False),
+            ),
+            (f"When was the {festival} first held?", f"What is {city} best known for?"),
+        ),
+        Fact(
+            f"At the census of {census}, the town had a population of {population:,}.",
+            (
+                QA(f"What was the population of {town}?", f"{population:,}"),
+                QA(
+                    f"When was the census that counted {population:,} people taken?",
+                    str(census),
+                    (),
+                    False,
+                ),
+            ),
+            (
+                f"What was the population of {town} in {census - 10}?",
+                f"What was the population of {city} at the census of {census}?",
+            ),
+        ),
+        Fact(
+            f"The largest employer is {employer}, which makes {product} and has "
+            f"{workers:,} workers.",
+            (
+                QA(f"What is the largest employer in {town}?", employer),
+                QA(f"What does {employer} make?", product, (), False),
+                QA(f"How many workers does {employer} have?", f"{workers:,}", (), False),
+            ),
+            (f"When was {employer} founded?", f"What is the second largest employer in {town}?"),
+        ),
+        Fact(
+            f"The oldest building in the town is the {landmark}, which dates from {built}.",
+            (
+                QA(f"What is the oldest building in {town}?", f"the {landmark}", (landmark,)),
+                QA(f"When was the {landmark} of {town} built?", str(built), (), False),
+            ),
+            (f"What is the newest building in {town}?", f"Who designed the {landmark}?"),
+        ),
+    ]
+
+
+def person_topic(rng: random.Random) -> tuple[str, list[Fact]]:
+    person = draw_person(rng)
+    full, last, subj, poss = person.full, person.last, cap(person.subj), person.poss
+    born, nationality = rng.randint(1920, 1985), rng.choice(NATIONALITIES)
+    profession, subject, topic = rng.choice(PROFESSIONS)
+    home_town, university, later_home = rng.sample(TOWNS, 3)
+    parent, other_parent = rng.sample(("mother", "father"), 2)
+    job = rng.choice(JOBS)
+    graduated = born + rng.randint(21, 26)
+    prize, prize_year = rng.choice(PRIZES), graduated + rng.randint(5, 30)
+    partner, children = rng.choice(PARTNERS), rng.randint(2, 4)
+    return full, [
+        Fact(
+            f"{full} (born {born}) is {with_article(nationality)} {profession}.",
+            (
+                QA(f"When was {full} born?", str(born), (f"born {born}",)),
+                QA(f"What is {full}'s profession?", profession, (f"{nationality} {profession}",)),
+                QA(f"What nationality is {full}?", nationality),
+            ),
+            (f"Where was {full} born?",),
+        ),
+        Fact(
+            f"{subj} grew up in {home_town}, where {poss} {parent} worked as {with_article(job)}.",
+            (
+                QA(f"Where did {full} grow up?", home_town, (f"in {home_town}",)),
+                QA(f"What did {last}'s {parent} do for a living?", job, (with_article(job),)),
+            ),
+            (
+                f"What did {last}'s {other_parent} do for a living?",
+                f"When did {last} leave {home_town}?",
+            ),
+        ),
+        Fact(
+            f"{subj} studied {subject} at the University of {university} and graduated in "
+            f"{graduated}.",
+            (
+                QA(f"What did {full} study?", subject),
+                QA(
+                    f"Where did {full} study?",
+                    f"the University of {university}",
+                    (f"University of {university}",),
+                ),
+                QA(f"When did {last} graduate?", str(graduated), (f"in {graduated}",)),
+            ),
+            (
+                f"When did {last} start at the University of {university}?",
+                f"Who taught {subject} to {last}?",
+            ),
+        ),
+        Fact(
+            f"In {prize_year}, {person.subj} won the {prize} for {poss} work on {topic}.",
+            (
+                QA(f"Which prize did {full} win?", f"the {prize}", (prize,)),
+                QA(f"When did {last} win the {prize}?", str(prize_year), (), False),
+                QA(
+                    f"For what did {last} win the {prize}?",
+                    topic,
+                    (f"{poss} work on {topic}", f"work on {topic}"),
+                    False,
+                ),
+            ),
+            (f"Who presented the {prize} to {last}?", f"How much money came with the {prize}?"),
+        ),
+        Fact(
+            f"{subj} now lives in {later_home} with {poss} {partner} and their "
+            f"{number_word(children)} children.",
+            (
+                QA(f"Where does {full} live now?", later_home),
+                QA(f"How many children does {last} have?", number_word(children)),
+            ),
+            (f"What are the names of {last}'s children?", f"When did {last} move to {later_home}?"),
+        ),
+    ]
+
+
+def bridge_topic(rng: random.Random) -> tuple[str, list[Fact]]:
+    name = f"{rng.choice(SURNAMES)} Bridge"
+    town, city = rng.sample(TOWNS, 2)
+    river, kind = rng.choice(RIVERS), rng.choice(BRIDGE_KINDS)
+    road = rng.choice(BRIDGE_ROADS).format(city=city)
+    engineer, opened = draw_person(rng), rng.randint(1820, 1990)
+    length = rng.randint(60, 900)
+    span = rng.randint(20, length // 2)
+    cost, trust = rng.randrange(40_000, 2_000_001, 1_000), f"{town} Bridge Trust"
+    vehicles = rng.randrange(2_000, 40_001, 500)
+    closed, cause = opened + rng.randint(15, 2023 - opened), rng.choice(CLOSURE_CAUSES)
+    return name, [
+        Fact(
+            f"The {name} is a {kind} bridge that carries {road} across the {river} at {town}.",
+            (
+                QA(f"Which river does the {name} cross?", river, (f"the {river}",)),
+                QA(f"Where is the {name}?", town, (f"at {town}",)),
+                QA(f"What does the {name} carry?", road),
+            ),
+            (f"How many bridges cross the {river} at {town}?", f"Where does the {river} rise?"),
+        ),
+        Fact(
+            f"It was designed by the engineer {engineer.full} and opened in {opened}.",
+            (
+                QA(f"Who designed the {name}?", engineer.full, (f"the engineer {engineer.full}",)),
+                QA(f"When did the {name} open?", str(opened), (f"in {opened}",)),
+            ),
+            (f"When did work on the {name} begin?", f"What else did {engineer.full} design?"),
+        ),
+        Fact(
+            f"The bridge is {length} meters long, and its main span measures {span} meters.",
+            (
+                QA(f"How long is the {name}?", f"{length} meters"),
+                QA(f"How long is the main span of the {name}?", f"{span} meters"),
+            ),
+            (f"How wide is the {name}?", f"How high above the water is the {name}?"),
+        ),
+        Fact(
+            f"Building it cost {cost:,} pounds, which was paid by the {trust}.",
+            (
+                QA(f"How much did the {name} cost to build?", f"{cost:,} pounds", (f"{cost:,}",)),
+                QA(f"Who paid for the {name}?", f"the {trust}", (trust,)),
+            ),
+            (f"How much did the repairs to the {name} cost?", f"When was the {trust} set up?"),
+        ),
+        Fact(
+            f"Today about {vehicles:,} vehicles cross it every day.",
+            (
+                QA(
+                    f"How many vehicles cross the {name} every day?",
+                    f"about {vehicles:,}",
+                    (f"{vehicles:,}",),
+                ),
+            ),
+            (f"How many people walk across the {name} every day?",),
+        ),
+        Fact(
+            f"The bridge was closed for repairs in {closed} after {cause}.",
+            (
+                QA(f"When was the {name} closed for repairs?", str(closed), (f"in {closed}",)),
+                QA(f"Why was the {name} closed in {closed}?", cause, (f"after {cause}",), False),
+            ),
+            (f"When did the {name} reopen?",),
+        ),
+    ]
+
+
+def company_topic(rng: random.Random) -> tuple[str, list[Fact]]:
+    suffix, industry, products = rng.choice(BUSINESSES)
+    name, town = f"{rng.choice(SURNAMES)} {suffix}", rng.choice(TOWNS)
+    first, second = draw_people(rng, 2)
+    founded, product = rng.randint(1850, 2005), rng.choice(products)
+    launched = rng.randint(founded + 1, 2023)
+    staff, countries = rng.randrange(40, 12_001, 10), rng.randint(2, 12)
+    sales_year, sales = rng.randint(2015, 2023), rng.randint(5, 900)
+    founders = f"{first.full} and {second.full}"
+    return name, [
+        Fact(
+            f"{name} is {with_article(industry)} company with its headquarters in {town}.",
+            (
+                QA(f"Where is {name} based?", town, (f"in {town}",)),
+                QA(
+                    f"What kind of company is {name}?",
+                    f"{industry} company",
+                    (industry, f"{with_article(industry)} company"),
+                ),
+            ),
+            (f"Where is the largest factory of {name}?",),
+        ),
+        Fact(
+            f"It was founded in {founded} by {founders}, who met while working at "
+            f"{rng.choice(MEETING_PLACES)}.",
+            (
+                QA(f"When was {name} founded?", str(founded), (f"in {founded}",)),
+                QA(f"Who founded {name}?", founders),
+            ),
+            (f"Who is the chief executive of {name}?", f"When did {first.full} leave {name}?"),
+        ),
+        Fact(
+            f"Its best-known product is the {product}, first sold in {launched}.",
+            (
+                QA(f"What is the best-known product of {name}?", f"the {product}", (product,)),
+                QA(f"When was the {product} first sold?", str(launched), (), False),
+            ),
+            (f"What was the first product of {name}?", f"How much does the {product} cost?"),
+        ),
+        Fact(
+            f"The company employs {staff:,} people and sells its products in "
+            f"{number_word(countries)} countries.",
+            (
+                QA(f"How many people does {name} employ?", f"{staff:,}", (f"{staff:,} people",)),
+                QA(f"In how many countries does {name} sell its products?", number_word(countries)),
+            ),
+            (
+                f"In which countries does {name} make its products?",
+                f"How many shops does {name} have?",
+            ),
+        ),
+        Fact(
+            f"In {sales_year}, {name} reported sales of {sales} million dollars.",
+            (
+                QA(
+                    f"How much did {name} report in sales?",
+                    f"{sales} million dollars",
+                    (f"{sales} million",),
+                ),
+                QA(
+                    f"In which year did {name} report sales of {sales} million dollars?",
+                    str(sales_year),
+                    (),
+                    False,
+                ),
+            ),
+            (
+                f"What was the profit of {name} in {sales_year}?",
+                f"What were the sales of {name} in {sales_year - 1}?",
+            ),
+        ),
+    ]
+
+
+def club_topic(rng: random.Random) -> tuple[str, list[Fact]]:
+    town, rival_town = rng.sample(TOWNS, 2)
+    club = f"{town} {rng.choice(CLUB_SUFFIXES)}"
+    rival = f"{rival_town} {rng.choice(CLUB_SUFFIXES)}"
+    founded = rng.randint(1870, 1960)
+    ground, capacity = (
+        f"{rng.choice(GROUND_NAMES)} {rng.choice(GROUND_KINDS)}",
+        rng.randrange(2_000, 35_001, 100),
+    )
+    best_year, cup, manager = rng.randint(founded + 10, 2022), rng.choice(CUPS), draw_person(rng)
+    color, nickname = rng.choice(CLUB_COLORS)
+    scorer, goals = draw_person(rng), rng.randint(60, 250)
+    first_year = rng.randint(founded + 5, 2000)
+    last_year = first_year + rng.randint(6, 18)
+    return club, [
+        Fact(
+            f"{club} is a football club based in {town}, founded in {founded}.",
+            (QA(f"When was {club} founded?", str(founded), (f"in {founded}",)),),
+            (f"Who founded {club}?",),
+        ),
+        Fact(
+            f"The club plays its home matches at {ground}, which holds {capacity:,} spectators.",
+            (
+                QA(f"Where does {club} play its home matches?", ground, (f"at {ground}",)),
+                QA(
+                    f"How many spectators does {ground} hold?",
+                    f"{capacity:,}",
+                    (f"{capacity:,} spectators",),
+                    False,
+                ),
+            ),
+            (f"When was {ground} built?", f"Where does {club} train?"),
+        ),
+        Fact(
+            f"Its most successful season came in {best_year}, when it won the {cup} under "
+            f"manager {manager.full}.",
+            (
+                QA(
+                    f"When did {club} have its most successful season?",
+                    str(best_year),
+                    (f"in {best_year}",),
+                ),
+                QA(f"What did {club} win in {best_year}?", f"the {cup}", (cup,), False),
+                QA(
+                    f"Who managed {club} when it won the {cup}?",
+                    manager.full,
+                    (f"manager {manager.full}",),
+                    False,
+                ),
+            ),
+            (
+                f"Who was the captain of {club} in {best_year}?",
+                f"How many times has {club} won the {cup}?",
+            ),
+        ),
+        Fact(
+            f'Supporters call the team "the {nickname}" because of its {color} shirts.',
+            (
+                QA(f"What do supporters call {club}?", f"the {nickname}", (nickname,)),
+                QA(f"What color are the shirts of {club}?", color),
+            ),
+            (f"What color are the away shirts of {club}?",),
+        ),
+        Fact(
+            f"Its fiercest rival is {rival}, from the neighboring town of {rival_town}.",
+            (QA(f"Who is the fiercest rival of {club}?", rival),),
+            (f"Who is the manager of {rival}?", f"When did {club} last play {rival}?"),
+        ),
+        Fact(
+            f"The club's record goalscorer is {scorer.full}, who scored {goals} goals between "
+            f"{first_year} and {last_year}.",
+            (
+                QA(f"Who is the record goalscorer of {club}?", scorer.full),
+                QA(
+                    f"How many goals did {scorer.full} score?",
+                    str(goals),
+                    (f"{goals} goals",),
+                    False,
+                ),
+            ),
+            (f"How many games did {scorer.full} play for {club}?",),
+        ),
+    ]
+
+
+SQUAD_TOPICS = (town_topic, person_topic, bridge_topic, company_topic, club_topic)
+
+
+def span_start(sentence: str, text: str, near: tuple[int, int] | None = None) -> int | None:
+    """Where ``text`` starts in ``sentence``: its only occurrence, or (``near`` given) its only
+    occurrence overlapping that span; None when that is not unique."""
+    starts = [i for i in range(len(sentence)) if sentence.startswith(text, i)]
+    if near is not None:
+        starts = [i for i in starts if i < near[1] and i + len(text) > near[0]]
+    return starts[0] if len(starts) == 1 else None
+
+
+def gold_answers(rng: random.Random, qa: QA, sentence: str, offset: int, split: str) -> dict:
+    """SQuAD's answers of one question: in train the span, in validation 1-3 annotators' spans
+    (repeats and variants, as in SQuAD dev); each ``answer_start`` indexes the context."""
+    start = span_start(sentence, qa.answer)
+    assert start is not None, (qa.answer, sentence)
+    spans = {qa.answer: start}
+    for variant in qa.variants:
+        where = span_start(sentence, variant, (start, start + len(qa.answer)))
+        assert where is not None, (variant, sentence)
+        spans[variant] = where
+    texts = [qa.answer]
+    if split != "train":
+        texts += [rng.choice(list(spans)) for _ in range(rng.randint(0, 2))]
+    return {"text": texts, "answer_start": [offset + spans[text] for text in texts]}
+
+
+def squad_example(rng: random.Random, split: str) -> dict[str, object]:
+    """Draw one ``tiny_squad_v2`` example whose context is within ``CONTEXT_WORDS``."""
+    while True:
+        title, facts = rng.choice(SQUAD_TOPICS)(rng)
+        lead, rest = facts[0], facts[1:]
+        kept_indices = sorted(rng.sample(range(len(rest)), rng.randint(2, len(rest))))
+        kept = [lead, *(rest[i] for i in kept_indices)]
+        left_out = [fact for i, fact in enumerate(rest) if i not in kept_indices]
+        context = " ".join(fact.sentence for fact in kept)
+        if not CONTEXT_WORDS[0] <= word_count(context) <= CONTEXT_WORDS[1]:
+            continue
+        if rng.random() < UNANSWERABLE_SHARE:
+            omitted = [qa.question for fact in left_out for qa in fact.questions if qa.standalone]
+            near_misses = [question for fact in kept for question in fact.decoys]
+            pools = [pool for pool in (omitted, near_misses) if pool]
+            question = rng.choice(rng.choice(pools))
+            answers = {"text": [], "answer_start": []}
+        else:
+            position = rng.randrange(len(kept))
+            fact = kept[position]
+            offset = sum(len(f.sentence) + 1 for f in kept[:position])
+            qa = rng.choice(fact.questions)
+            if span_start(fact.sentence, qa.answer) is None:
+                continue  # the answer's words occur twice in its sentence: ambiguous span
+            question, answers = qa.question, gold_answers(rng, qa, fact.sentence, offset, split)
+            for text, start in zip(answers["text"], answers["answer_start"], strict=True):
+                assert context[start : start + len(text)] == text, (text, start, context)
+        title = title.replace(" ", "_")
+        digest = hashlib.sha1(f"{title}\n{context}\n{question}".encode()).hexdigest()
+        return {
+            "id": digest[:24],
+            "title": title,
+            "context": context,
+            "question": question,
+            "answers": answers,
+        }
+
+
+# --------------------------------------------------------------------------------------------
 # Writing the files.
 # --------------------------------------------------------------------------------------------
 
@@ -1766,10 +2719,49 @@ def write_dataset(
             f.writelines(lines)
 
 
+def write_prompted_dataset(
+    out_dir: Path,
+    name: str,
+    draw: Callable[[random.Random, str], dict[str, object]],
+    key: Callable[[dict[str, object]], str],
+    index_field: str | None = None,
+) -> None:
+    """Write every split (``PROMPTED_SPLIT_SIZES``) of a classification or QA dataset.
+
+    ``draw`` is told the split (validation rows may carry several gold answers); ``key`` is
+    kept unique across splits; ``index_field``, if set, numbers each split's rows from 0 and
+    comes first, as GLUE's ``idx``.
+    """
+    (out_dir / name).mkdir(parents=True, exist_ok=True)
+    seen: set[str] = set()
+    for split, size in PROMPTED_SPLIT_SIZES.items():
+        rng = random.Random(f"{SEED}/{name}/{split}")
+        lines: list[str] = []
+        while len(lines) < size:
+            record = draw(rng, split)
+            if key(record) in seen:
+                continue
+            seen.add(key(record))
+            if index_field is not None:
+                record = {index_field: len(lines), **record}
+            lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+        with open(out_dir / name / f"{split}.jsonl", "w", encoding="utf-8", newline="\n") as f:
+            f.writelines(lines)
+
+
 def generate(out_dir: Path) -> None:
-    """Write ``tiny_lm`` and ``tiny_summarization`` under ``out_dir``."""
+    """Write ``tiny_lm``, ``tiny_summarization``, ``tiny_paraphrase`` and ``tiny_squad_v2``
+    under ``out_dir``."""
     write_dataset(out_dir, "tiny_lm", lm_document, key="text")
     write_dataset(out_dir, "tiny_summarization", summarization_example, key="article")
+    write_prompted_dataset(
+        out_dir,
+        "tiny_paraphrase",
+        paraphrase_pair,
+        key=lambda pair: f"{pair['sentence1']}\n{pair['sentence2']}",
+        index_field="idx",
+    )
+    write_prompted_dataset(out_dir, "tiny_squad_v2", squad_example, key=lambda row: row["id"])
 
 
 if __name__ == "__main__":
