@@ -9,7 +9,12 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 
 from monolm.cli import describe
 from monolm.errors import UserError
-from monolm.training.validate import FAMILY_TASKS, validate_max_length, validate_train_config
+from monolm.training.validate import (
+    FAMILY_TASKS,
+    TASK_FAMILIES,
+    validate_max_length,
+    validate_train_config,
+)
 from tests.helpers import CONF, compose_train
 
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
@@ -20,11 +25,12 @@ OUT = "paths.output_dir=/tmp/unused"
 def test_the_issue_lists_every_model_and_dataset() -> None:
     expected_models = {f"pythia_{s}" for s in ("70m", "160m", "410m", "1.4b", "2.8b", "6.9b")}
     expected_models |= {"t5_small", "t5_base", "t5_large", "flan_t5_base"}
-    expected_models |= {"tiny_pythia", "tiny_t5", "tiny_flan_t5", "tiny_llama"}
+    expected_models |= {"tiny_pythia", "tiny_t5", "tiny_flan_t5", "tiny_llama", "tinyllama_1.1b"}
     assert set(MODELS) == expected_models
     assert set(DATASETS) == {
         "cnn_dailymail", "xsum", "samsum", "dialogsum", "pile", "wikitext103",
         "tiny_summarization", "tiny_lm", "tiny", "lambada", "hellaswag",
+        "glue_mrpc", "glue_sst2", "glue_rte", "squad_v2", "tiny_paraphrase", "tiny_squad_v2",
     }  # fmt: skip
 
 
@@ -43,9 +49,10 @@ def test_every_model_and_dataset_composes(model: str, dataset: str) -> None:
     assert cfg.model.name == model
     assert cfg.dataset.name == dataset or dataset == "tiny"
     evaluation_only = cfg.dataset.train_split == cfg.dataset.validation_split  # e.g. lambada
-    if FAMILY_TASKS[cfg.model.family] == cfg.dataset.task and not evaluation_only:
+    trainable = cfg.model.family in TASK_FAMILIES.get(cfg.dataset.task, ())
+    if trainable and not evaluation_only:
         validate_train_config(cfg)
-    elif FAMILY_TASKS[cfg.model.family] == cfg.dataset.task:
+    elif trainable:
         with pytest.raises(UserError, match="validated on the data it trains on"):
             validate_train_config(cfg)
     else:
@@ -62,12 +69,13 @@ def test_model_configs_name_family_source_and_ffn_location(model: str) -> None:
     assert cfg.ffn.gated == ("flan_t5" in model or "llama" in model)  # gated GELU, SwiGLU
     if cfg.name_or_path:
         assert cfg.name_or_path.startswith(
-            ("EleutherAI/pythia-", "google-t5/t5-", "google/flan-t5")
+            ("EleutherAI/pythia-", "google-t5/t5-", "google/flan-t5", "TinyLlama/TinyLlama-1.1B")
         )
 
 
 @pytest.mark.parametrize(
-    "group", ["trainer", "logger", "callbacks", "paths", "experiment", "debug", "constraint"]
+    "group",
+    ["trainer", "logger", "callbacks", "paths", "experiment", "debug", "constraint", "adapter"],
 )
 def test_every_option_of_every_group_composes(group: str) -> None:
     for option in sorted(p.stem for p in (CONF / group).glob("*.yaml")):

@@ -52,6 +52,7 @@ _LAYOUT_OPTION = {
     ("gpt_neox", False): "pythia_70m",
     ("t5", False): "t5_small",
     ("t5", True): "flan_t5_base",
+    ("llama", False): "tinyllama_1.1b",
 }
 _MODEL_PREFIX = "model."  # the LightningModule's attribute holding the HF model
 
@@ -147,7 +148,7 @@ def _plain_model_cfg(
         hf = _hf_config(source, named)
         option = _LAYOUT_OPTION.get((hf.model_type, bool(getattr(hf, "is_gated_act", False))))
         if option is None:
-            raise UserError(f"{named} is a {hf.model_type}: supported are GPT-NeoX and T5")
+            raise UserError(f"{named} is a {hf.model_type}: supported are GPT-NeoX, T5 and Llama")
         base = model_option(conf_dir, option)
     cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), base)
     cfg.name = Path(source).name or source
@@ -355,7 +356,7 @@ class Subject:
         chosen = dataset if dataset is not None else self.own_dataset
         if chosen is None:
             raise UserError(f"'{self.ref.name}' has no training data of its own: name a dataset")
-        return ValidationData(self.tokenizer, chosen, data, self.seed)
+        return ValidationData(self.tokenizer, chosen, data, self.seed, self.family)
 
     def record(self) -> dict[str, Any]:
         """What result files say about the subject: its identity, model name and family."""

@@ -297,11 +297,14 @@ class ValidationData:
     dataset: Any  # a conf/dataset config
     data: Any  # a data config (batch sizes)
     seed: int
+    family: str | None = None  # the model's (prompted tasks lay examples out by family)
 
     def batches(self) -> Iterator[dict[str, torch.Tensor]]:
         from monolm.data.datamodule import TextDataModule
 
-        datamodule = TextDataModule(self.dataset, self.data, self.tokenizer, self.seed)
+        datamodule = TextDataModule(
+            self.dataset, self.data, self.tokenizer, self.seed, family=self.family
+        )
         datamodule.build()
         return iter(datamodule.val_dataloader())
 

@@ -84,9 +84,14 @@ def load_model_config(model_cfg: Any, tokenizer: PreTrainedTokenizerBase) -> Pre
     if model_cfg.name_or_path is None:
         raise UserError(f"model '{model_cfg.name}' sets neither name_or_path nor architecture")
     try:
-        return AutoConfig.from_pretrained(model_cfg.name_or_path, **_hub_kwargs(model_cfg))
+        config = AutoConfig.from_pretrained(model_cfg.name_or_path, **_hub_kwargs(model_cfg))
     except (OSError, ValueError) as exc:
         raise _unloadable("model config", model_cfg.name_or_path, exc) from exc
+    if getattr(config, "pad_token_id", None) is None and not config.is_encoder_decoder:
+        # TinyLlama and Pythia ship no pad token: the tokenizer's (EOS) is written into the
+        # config too, which batched sequence classification and generation read
+        config.pad_token_id = tokenizer.pad_token_id
+    return config
 
 
 def max_positions(config: PretrainedConfig) -> int | None:

@@ -121,7 +121,7 @@ def prepare(cfg: DictConfig, logs: LogContinuation = NEW_RUN_LOGS) -> Prepared:
     tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
     model_config = load_model_config(cfg.model, tokenizer)
     validate_max_length(cfg, max_positions(model_config))
-    datamodule = TextDataModule(cfg.dataset, cfg.data, tokenizer, cfg.seed)
+    datamodule = TextDataModule(cfg.dataset, cfg.data, tokenizer, cfg.seed, family=cfg.model.family)
     datamodule.build()
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
