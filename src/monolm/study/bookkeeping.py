@@ -30,7 +30,16 @@ def _record(path: Path) -> dict[str, Any] | None:
 
 def record_dir(study_dir: Path, stage: Stage) -> Path:
     """Where the stage's bookkeeping (record, failure, log) goes."""
-    return study_dir / RECORDS_DIR / stage.dir
+    return record_dir_of(study_dir, stage.dir)
+
+
+def record_dir_of(study_dir: Path, stage_dir: str | Path) -> Path:
+    """The bookkeeping dir of the stage whose output dir is `stage_dir` (relative to the study
+    dir, or inside it)."""
+    inside = Path(stage_dir)
+    if inside.is_absolute():
+        inside = inside.relative_to(study_dir)
+    return study_dir / RECORDS_DIR / inside
 
 
 def stage_log_path(study_dir: Path, stage: Stage) -> Path:

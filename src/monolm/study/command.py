@@ -25,7 +25,7 @@ from monolm.study.local import run_local
 from monolm.study.plan import STUDY_PLAN, Stage, build_plan, plan_record, stage_hashes
 from monolm.study.settings import StudySettings
 from monolm.study.slurm import ExecutorSettings, queued_tasks, submit
-from monolm.study.stages import check_stages, is_done, run_stage
+from monolm.study.stages import blocking_needs, check_stages, is_done, run_stage
 
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 COMMANDS = ("plan", "run", "status", "report")
@@ -98,8 +98,8 @@ def stage_state(
     if failure is not None:
         unavailable[stage.key] = "failed"
         return f"failed: {failure.get('reason')} (log: {log})"
-    blocking = [need for need in stage.needs if need in unavailable]
-    if blocking and stage.kind != "report":
+    blocking = blocking_needs(stage, unavailable)
+    if blocking:
         unavailable[stage.key] = "is blocked"
         return f"blocked: needs {blocking[0]}, which {unavailable[blocking[0]]}"
     if stage_record(study_dir, stage) is not None:

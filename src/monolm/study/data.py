@@ -123,7 +123,8 @@ def load_data(study_dir: Path) -> StudyData:
     transfers: dict[tuple[str, int, str, str], TransferRecord] = {}
     curves: dict[tuple[str, str, int], dict | None] = {}
     for stage in study.stages:
-        if stage.kind == "report" or states[stage.key].state != "done":
+        # tuning trials and selections: the report's Tuning section reads them (report.py)
+        if stage.kind in ("report", "tune", "select") or states[stage.key].state != "done":
             continue
         out = study_dir / stage.dir
         if stage.subject is None or stage.seed is None or stage.arm is None:

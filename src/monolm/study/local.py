@@ -1,7 +1,8 @@
 """The local executor: the plan's stages in order on this machine, each in this process, with a
 progress bar. Finished stages (hash and outputs) are skipped; a failed stage is recorded and
 the stages that need it are skipped as blocked, the others still run. The report runs last
-whatever happened (SLURM's `afterany`), so a failure is reported, not hidden."""
+whatever happened (SLURM's `afterany`), so a failure is reported, not hidden; a select stage runs
+while any of its trials completed (it lists the failed ones)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from monolm.study.plan import Stage
-from monolm.study.stages import is_done, run_stage
+from monolm.study.stages import blocking_needs, is_done, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,10 @@ def run_local(
     with tqdm(total=len(stages), desc="study", unit="stage", dynamic_ncols=True) as bar:
         for stage in stages:
             bar.set_postfix_str(stage.key, refresh=True)
-            always = stage.kind == "report"
-            if not always and any(need in unavailable for need in stage.needs):
+            if blocking_needs(stage, unavailable):
                 outcome.blocked.append(stage.key)
                 unavailable.add(stage.key)
-            elif not always and is_done(study_dir, stage, hashes[stage.key]):
+            elif stage.kind != "report" and is_done(study_dir, stage, hashes[stage.key]):
                 outcome.skipped.append(stage.key)
             else:
                 try:

@@ -3,6 +3,9 @@ runs with, what it needs, and a hash of what defines it (`study.json`).
 
 Directories, relative to the study dir:
 
+    runs/<subject>/<arm>/tune/<trial>                      a tuning trial (train.py), one per
+                                                           grid point of the arm
+    runs/<subject>/<arm>/select                            selection.json: the arm's best trial
     runs/<subject>/<arm>/s<seed>/train                     train.py
     runs/<subject>/<arm>/s<seed>/eval[/step-<n>]           evaluate.py on it (or a checkpoint)
     runs/<subject>/<arm>/s<seed>/attack/<name>[/step-<n>]  attack.py
@@ -29,7 +32,9 @@ from monolm.run_dir import PERIODIC_CHECKPOINT_NAME
 from monolm.study.settings import AttackSpec, StudySettings
 
 STUDY_PLAN = "study.json"
-KINDS = ("train", "evaluate", "attack", "control", "transfer", "report")
+KINDS = ("tune", "select", "train", "evaluate", "attack", "control", "transfer", "report")
+# a select stage's overrides: what it selects on, how, and each trial (JSON: dir, overrides)
+SELECT_METRIC, SELECT_MODE, SELECT_TRIAL = "select=", "mode=", "trial="
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,9 @@ class Stage:
     name: str | None = None  # the attack's name (attack, control, transfer)
     step: int | None = None  # a checkpoint's training step (quality-matched view)
     targets: tuple[str, ...] = field(default=())  # transfer: the arms replayed on
+    # a tuned arm's seed run: the dir of its select stage, whose chosen overrides it appends
+    # when it runs (read from selection.json then; the hash chains through the select stage's)
+    selection: str | None = None
 
     def own_sha256(self, study_dir: Path) -> str:
         """What defines the stage itself: its kind, overrides and targets, with paths inside the
@@ -58,6 +66,8 @@ class Stage:
             "overrides": [o.replace(inside, "<study_dir>") for o in self.overrides],
             "targets": list(self.targets),
         }
+        if self.selection is not None:  # absent otherwise: untuned studies keep their hashes
+            defining["selection"] = self.selection
         return hashlib.sha256(json.dumps(defining, sort_keys=True).encode()).hexdigest()
 
 
@@ -71,8 +81,12 @@ def stage_hashes(stages: list[Stage], study_dir: Path) -> dict[str, str]:
     return out
 
 
+def _arm_dir(subject: str, arm: str) -> str:
+    return f"runs/{subject}/{arm}"
+
+
 def _run_dir(subject: str, arm: str, seed: int) -> str:
-    return f"runs/{subject}/{arm}/s{seed}"
+    return f"{_arm_dir(subject, arm)}/s{seed}"
 
 
 def _checkpoint_dirs(step: int | None) -> str:
@@ -91,18 +105,26 @@ def build_plan(settings: StudySettings, study_dir: Path) -> list[Stage]:
     settings.check()
     stages: list[Stage] = []
     for subject, subject_overrides in settings.subjects.items():
+        selects: dict[str, Stage] = {}
+        for arm in settings.arms if settings.tuned else ():
+            trials = list(_trials(settings, subject, arm))
+            selects[arm] = _select(settings, study_dir, subject, arm, trials)
+            stages += [*(stage for stage, _ in trials), selects[arm]]
         trains: dict[tuple[str, int], Stage] = {}
         for seed in settings.seeds:
             for arm, arm_overrides in settings.arms.items():
                 base = _run_dir(subject, arm, seed)
+                select = selects.get(arm)
                 train = Stage(
                     "train",
                     f"{subject}/{arm}/s{seed}/train",
                     f"{base}/train",
                     (*subject_overrides, *arm_overrides, f"seed={seed}"),
+                    needs=() if select is None else (select.key,),
                     subject=subject,
                     arm=arm,
                     seed=seed,
+                    selection=None if select is None else select.dir,
                 )
                 trains[arm, seed] = train
                 stages.append(train)
@@ -118,6 +140,65 @@ def build_plan(settings: StudySettings, study_dir: Path) -> list[Stage]:
         )
     )
     return stages
+
+
+def _trials(
+    settings: StudySettings, subject: str, arm: str
+) -> Iterator[tuple[Stage, tuple[str, ...]]]:
+    """The arm's tuning trials, each a training run with the subject's and the arm's overrides,
+    the trials' shared ones, its grid point and the trials' seed; with its grid point."""
+    tuning = settings.tuning
+    assert tuning is not None
+    for trial in tuning.trials(arm):
+        yield (
+            Stage(
+                "tune",
+                f"{subject}/{arm}/tune/{trial.name}",
+                f"{_arm_dir(subject, arm)}/tune/{trial.name}",
+                (
+                    *settings.subjects[subject],
+                    *settings.arms[arm],
+                    *tuning.overrides,
+                    *trial.overrides,
+                    f"seed={tuning.seed}",
+                ),
+                subject=subject,
+                arm=arm,
+                seed=tuning.seed,
+            ),
+            trial.overrides,
+        )
+
+
+def _select(
+    settings: StudySettings,
+    study_dir: Path,
+    subject: str,
+    arm: str,
+    trials: list[tuple[Stage, tuple[str, ...]]],
+) -> Stage:
+    """The stage that reads every trial's metrics.json and picks the arm's configuration."""
+    tuning = settings.tuning
+    assert tuning is not None
+    described = [
+        json.dumps(
+            {"dir": str(study_dir / stage.dir), "overrides": list(point)}, ensure_ascii=False
+        )
+        for stage, point in trials
+    ]
+    return Stage(
+        "select",
+        f"{subject}/{arm}/select",
+        f"{_arm_dir(subject, arm)}/select",
+        (
+            f"{SELECT_METRIC}{tuning.select}",
+            f"{SELECT_MODE}{tuning.mode}",
+            *(f"{SELECT_TRIAL}{trial}" for trial in described),
+        ),
+        needs=tuple(stage.key for stage, _ in trials),
+        subject=subject,
+        arm=arm,
+    )
 
 
 def _per_run(settings: StudySettings, study_dir: Path, train: Stage, base: str) -> Iterator[Stage]:

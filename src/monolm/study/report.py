@@ -2,7 +2,7 @@
 finished stage, and writes into `<study_dir>/report/`:
 
 - `results.json`: every number (`build_results`), the stages done, failed, incomplete and
-  missing, and provenance;
+  missing, the tuning (each arm's trials and chosen configuration), and provenance;
 - `report.md`: the study's note, then tables of those numbers and links to the figures; what
   the tests say is stated mechanically (p, adjusted p), nothing else is concluded;
 - `tables.tex`: booktabs tables of the per-arm summaries and the paired comparisons;
@@ -33,6 +33,7 @@ from monolm.study.aggregate import (
 )
 from monolm.study.data import StudyData, load_data
 from monolm.study.measures import attack_measures
+from monolm.study.stages.select import SELECTION, read_selection
 from monolm.study.views import (
     audit,
     budget_curves,
@@ -86,6 +87,41 @@ def _training(data: StudyData, subject: str) -> dict[str, Any]:
         if arms:
             out[column] = arms
     return out
+
+
+def _tuning(data: StudyData) -> dict[str, Any] | None:
+    """Per subject and arm: the grid, each trial's value and the chosen configuration (from the
+    select stage's selection.json, when it is done), and the budget per arm: its trials and the
+    steps each trained."""
+    tuning = data.settings.tuning
+    if tuning is None:
+        return None
+    subjects: dict[str, dict[str, Any]] = {}
+    for stage in data.study.stages:
+        if stage.kind != "select" or stage.subject is None or stage.arm is None:
+            continue
+        state = data.states[stage.key]
+        entry: dict[str, Any] = {
+            "grid": tuning.grids.get(stage.arm),
+            "state": state.state,
+            "reason": state.reason,
+            "trials": [],
+            "chosen": None,
+        }
+        if state.state == "done":
+            record = read_selection(data.study_dir / stage.dir / SELECTION)
+            entry["trials"] = list(record.get("trials") or [])
+            entry["chosen"] = record["chosen"]
+        steps = sorted({t["steps"] for t in entry["trials"] if t.get("steps") is not None})
+        entry["budget"] = {"trials": len(tuning.trials(stage.arm)), "steps": steps}
+        subjects.setdefault(stage.subject, {})[stage.arm] = entry
+    return {
+        "select": tuning.select,
+        "mode": tuning.mode,
+        "seed": tuning.seed,
+        "overrides": list(tuning.overrides),
+        "subjects": subjects,
+    }
 
 
 def _subject(data: StudyData, subject: str) -> dict[str, Any]:
@@ -160,6 +196,7 @@ def results_of(data: StudyData) -> dict[str, Any]:
             "notes": [note] if note else [],
             "stages": _stages(data),
             "budgets": budget_differences(data),
+            "tuning": _tuning(data),
             "subjects": subjects,
             "multiple_comparisons": multiple,
             **provenance(data.study.raw_settings, seed),

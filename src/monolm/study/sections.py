@@ -351,6 +351,51 @@ def budget_tables(results: dict[str, Any]) -> list[Table]:
     return [arms, differing]
 
 
+def tuning_table(subject: str, results: dict[str, Any]) -> Table | None:
+    """Each arm's trials with their value on the held-out split, the chosen one marked, and the
+    budget per arm (trials x steps trained)."""
+    tuning = results.get("tuning")
+    if tuning is None or subject not in tuning["subjects"]:
+        return None
+    arms = tuning["subjects"][subject]
+    rows = []
+    for arm, entry in arms.items():
+        if not entry["trials"]:
+            rows.append((arm, MISSING, MISSING, MISSING, f"selection {entry['state']}"))
+        chosen = (entry["chosen"] or {}).get("name")
+        for trial in entry["trials"]:
+            status = "chosen" if trial["name"] == chosen else trial["status"]
+            if trial["status"] != "valid":
+                status += f" ({trial['reason']})"
+            rows.append(
+                (arm, trial["name"], " ".join(trial["overrides"]), number(trial["value"]), status)
+            )
+    budget = ", ".join(
+        f"{arm} {e['budget']['trials']} trials x "
+        f"{'/'.join(map(str, e['budget']['steps'])) or MISSING} steps"
+        for arm, e in arms.items()
+    )
+    grids = "; ".join(
+        f"{arm}: " + " x ".join(f"{k} {v}" for k, v in (e["grid"] or {}).items())
+        for arm, e in arms.items()
+    )
+    shared = " ".join(tuning["overrides"]) or "none"
+    return table(
+        f"{subject}: tuning ({tuning['mode']} {tuning['select']} on the held-out split)",
+        ("arm", "trial", "overrides", tuning["select"], "status"),
+        rows,
+        [
+            f"grids: {grids}",
+            f"budget per arm: {budget}; every trial trains with seed {tuning['seed']} and the "
+            f"same overrides ({shared}); the seeds then train with the arm's chosen trial",
+            "ties go to the first trial in grid order; a trial that did not complete or has no "
+            "finite value is skipped",
+        ],
+        align="lllrl",
+        label=f"tab:{subject}:tuning",
+    )
+
+
 def markdown_report(results: dict[str, Any]) -> str:
     study = results["study"]
     parts = [f"# Study report: {study['name']}\n"]
@@ -373,6 +418,7 @@ def markdown_report(results: dict[str, Any]) -> str:
     for subject in study["subjects"]:
         parts.append(f"## Subject {subject}\n")
         tables: list[Table | None] = [
+            tuning_table(subject, results),
             summary_table(subject, results),
             comparison_table(subject, results),
             per_seed_table(subject, results, "comparisons"),

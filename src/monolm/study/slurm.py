@@ -1,12 +1,14 @@
 """The SLURM executor: one job array per stage group, chained by SLURM's own dependencies,
 submitted through submitit; `run` returns once everything is queued.
 
-Groups: per subject, the training runs (one task per seed x arm, in plan order); each
-evaluate / attack / control stage at each checkpoint (the same task order, so task i depends on
-training task i: `aftercorr`); each attack's transfers (`afterok` on the training arrays and
-the source attacks); the report (`afterany` on everything: a failed stage is reported, not
-hidden). `--kill-on-invalid-dep=yes` ends the dependents of a failed task instead of leaving
-them pending for ever.
+Groups: per subject, the tuning trials of every arm (one task per arm x grid point) and the
+select stages (one task per arm, `afterany` on the trials: a failed trial is skipped and
+listed, not fatal); the training runs (one task per seed x arm, in plan order; `afterok` on the
+select array when the arms are tuned); each evaluate / attack / control stage at each
+checkpoint (the same task order, so task i depends on training task i: `aftercorr`); each
+attack's transfers (`afterok` on the training arrays and the source attacks); the report
+(`afterany` on everything: a failed stage is reported, not hidden). `--kill-on-invalid-dep=yes`
+ends the dependents of a failed task instead of leaving them pending for ever.
 
 Each array task runs its stage in-process (`StageTask`, picklable, with submitit's
 `checkpoint()`): on SIGUSR2 before a time limit or on preemption, training saves and submitit
@@ -52,7 +54,8 @@ class ExecutorSettings:
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
-    # per stage kind (train, evaluate, attack, control, transfer, report); `default` for the rest
+    # per stage kind (tune, select, train, evaluate, attack, control, transfer, report);
+    # `default` for the rest (tune: train's when not given)
     resources: dict[str, StageResources] = field(default_factory=dict)
     max_num_timeout: int = 20  # timeouts requeue at most this many times
     signal_delay_s: int = 300  # SIGUSR2 this long before the time limit: save and requeue
@@ -79,10 +82,16 @@ class ExecutorSettings:
             )
 
     def resources_of(self, kind: str) -> StageResources:
-        return self.resources.get(kind) or self.resources.get("default") or StageResources()
+        return (
+            self.resources.get(kind)
+            or (self.resources.get(RESOURCES_LIKE[kind]) if kind in RESOURCES_LIKE else None)
+            or self.resources.get("default")
+            or StageResources()
+        )
 
 
-GROUP_KINDS = ("train", "evaluate", "attack", "control", "transfer", "report")
+GROUP_KINDS = ("tune", "select", "train", "evaluate", "attack", "control", "transfer", "report")
+RESOURCES_LIKE = {"tune": "train"}  # a tuning trial is a training run
 
 
 @dataclass
@@ -143,8 +152,8 @@ def build_groups(stages: list[Stage]) -> list[Group]:
 
 def dependency_of(group: Group, groups: list[Group], array_ids: dict[str, str]) -> str | None:
     """`aftercorr` on a group whose task i is exactly what task i needs; `afterok` on the other
-    groups it needs; `afterany` on everything for the report. Groups not submitted (all done)
-    are not waited for."""
+    groups it needs; `afterany` on everything for the report, and on the trials for a select
+    group (it skips a failed trial). Groups not submitted (all done) are not waited for."""
     if group.kind == "report":
         ids = [array_ids[g.name] for g in groups if g.name in array_ids and g is not group]
         return f"afterany:{':'.join(ids)}" if ids else None
@@ -153,6 +162,9 @@ def dependency_of(group: Group, groups: list[Group], array_ids: dict[str, str]) 
     for stage in group.stages:
         for need in stage.needs:
             needed[by_key[need].name] = by_key[need]
+    if group.kind == "select":
+        ids = [array_ids[name] for name in needed if name in array_ids]
+        return f"afterany:{':'.join(ids)}" if ids else None
     corr, ok = [], []
     for name, upstream in needed.items():
         if name not in array_ids:

@@ -1,5 +1,6 @@
-"""The study's stages: each kind is one module here (train, evaluate, attack, transfer, report)
-registered in `KINDS`; this module runs one stage, records it, and says whether it is done.
+"""The study's stages: each kind is one module here (train, select, evaluate, attack, transfer,
+report) registered in `KINDS` (a tuning trial, `tune`, is a training run); this module runs one
+stage, records it, and says whether it is done.
 
 A stage's outputs go to its own dir (the plan's `dir`, relative to the study dir), and nothing
 else: a training run dir stays exactly what train.py writes. Its bookkeeping goes to
@@ -20,8 +21,9 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from monolm.cli import describe
@@ -40,10 +42,13 @@ from monolm.study.stages.attack import ATTACK, CONTROL
 from monolm.study.stages.base import StageKind
 from monolm.study.stages.evaluate import EVALUATE
 from monolm.study.stages.report import REPORT
-from monolm.study.stages.train import TRAIN
+from monolm.study.stages.select import SELECT, chosen_overrides, parse_select
+from monolm.study.stages.train import CHOSEN, TRAIN, set_aside
 from monolm.study.stages.transfer import TRANSFER
 
 KINDS: dict[str, StageKind] = {
+    "tune": TRAIN,
+    "select": SELECT,
     "train": TRAIN,
     "evaluate": EVALUATE,
     "attack": ATTACK,
@@ -55,18 +60,26 @@ KINDS: dict[str, StageKind] = {
 
 def check_stages(study_dir: Path, conf_dir: Path, stages: list[Stage]) -> None:
     """Compose every stage's config as it will run, once per distinct set of overrides up to
-    the run and checkpoint it points at (each training run's arm and subject; each other kind's
-    attack): a typo in an arm, a subject or an attack ends the command in one line naming the
-    stage, before anything runs."""
+    the run and checkpoint it points at (each training run's arm and subject; every tuning
+    trial; each other kind's attack): a typo in an arm, a subject, a grid or an attack ends the
+    command in one line naming the stage, before anything runs. A tuned arm's seed run, whose
+    configuration is chosen later, is composed with its first grid point."""
+    first_points = {
+        s.dir: parse_select(s.overrides).trials[0].overrides for s in stages if s.kind == "select"
+    }
     seen = set()
     for stage in stages:
         if stage.kind == "train":
             shape = (stage.kind, stage.subject, stage.arm)
+        elif stage.kind == "tune":
+            shape = (stage.kind, stage.key)
         else:
             shape = (stage.kind, stage.name)
         if shape in seen:
             continue
         seen.add(shape)
+        if stage.selection is not None:
+            stage = replace(stage, overrides=(*stage.overrides, *first_points[stage.selection]))
         try:
             KINDS[stage.kind].check(conf_dir, stage, study_dir / stage.dir)
         except Exception as exc:
@@ -84,6 +97,16 @@ def is_done(study_dir: Path, stage: Stage, sha256: str) -> bool:
         and record.get("sha256") == sha256
         and KINDS[stage.kind].outputs_valid(study_dir / stage.dir)
     )
+
+
+def blocking_needs(stage: Stage, unavailable: Container[str]) -> list[str]:
+    """The needs that keep `stage` from running: those that failed or are blocked. The report
+    runs whatever failed (it reports failures), and a select stage runs while any of its trials
+    is available (it skips and lists the others)."""
+    failed = [need for need in stage.needs if need in unavailable]
+    if stage.kind == "report" or (stage.kind == "select" and len(failed) < len(stage.needs)):
+        return []
+    return failed
 
 
 @contextmanager
@@ -114,9 +137,11 @@ def run_stage(study_dir: Path, conf_dir: Path, stage: Stage, sha256: str) -> Non
     out = study_dir / stage.dir
     records = record_dir(study_dir, stage)
     records.mkdir(parents=True, exist_ok=True)
+    previous = stage_record(study_dir, stage)
     for stale in (STAGE_FAILURE, STAGE_RECORD):
         (records / stale).unlink(missing_ok=True)
     started = time.time()
+    chosen: list[str] | None = None
     write_json(
         records / STAGE_RUNNING,
         {
@@ -129,6 +154,10 @@ def run_stage(study_dir: Path, conf_dir: Path, stage: Stage, sha256: str) -> Non
     )
     try:
         with stage_log(records / STAGE_LOG):
+            if stage.selection is not None:  # what it trains with, recorded below
+                chosen = list(chosen_overrides(study_dir, stage))
+                if previous is not None and previous.get(CHOSEN) != chosen:
+                    set_aside(out)  # trained with another choice: train.py would refuse the dir
             kind.run(study_dir, conf_dir, stage, out)
         if not kind.outputs_valid(out):
             raise UserError(
@@ -155,6 +184,7 @@ def run_stage(study_dir: Path, conf_dir: Path, stage: Stage, sha256: str) -> Non
             "kind": stage.kind,
             "sha256": sha256,
             "overrides": list(stage.overrides),
+            **({} if chosen is None else {CHOSEN: chosen}),
             "seconds": time.time() - started,
             "slurm_job_id": _slurm_job_id(),
         },
