@@ -218,3 +218,15 @@ def test_no_adapter_leaves_the_constraint_alone() -> None:
     cfg = compose_train("constraint=monotonic")
     transform = build_transform(cfg.constraint, cfg.adapter)
     assert transform.name == "monotonic" and transform.parts() == [transform]
+
+
+def test_attack_loads_an_adapter_run_like_any_other(outside: Path, tmp_path: Path) -> None:
+    result = run_script("attack.py", f"run_dir={outside}", f"hydra.run.dir={tmp_path}",
+                        "attack=hotflip", "attack.flip.budget=1", "attack.flip.top_k=4",
+                        "max_examples=2", "bootstrap.resamples=50")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((tmp_path / "attack.json").read_text())
+    assert record["subject"]["adapter"] == "lora"
+    checkpoint = outside / "checkpoints" / "last.ckpt"
+    assert record["subject"]["checkpoint_sha256"] == load_run(outside).checkpoint_sha256
+    assert Path(record["subject"]["checkpoint"]) == checkpoint
