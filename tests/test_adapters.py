@@ -230,3 +230,17 @@ def test_attack_loads_an_adapter_run_like_any_other(outside: Path, tmp_path: Pat
     checkpoint = outside / "checkpoints" / "last.ckpt"
     assert record["subject"]["checkpoint_sha256"] == load_run(outside).checkpoint_sha256
     assert Path(record["subject"]["checkpoint"]) == checkpoint
+
+
+def test_lora_off_the_constrained_layers_keeps_the_guarantee() -> None:
+    transform, model = transform_of(
+        "constraint=monotonic",
+        "constraint.activation=relu",
+        "adapter=lora",
+        "adapter.target_modules=[query_key_value]",
+    )
+    record = transform.report(model)
+    assert record["summary"]["all_ffn_sublayers"] == "proven"
+    assert "released_layers" not in record
+    adapter = transform.parts()[1].report(model)
+    assert adapter["released_from_constraint"] == {} and len(adapter["layers"]) == 4
