@@ -29,7 +29,8 @@ from monolm.evaluation import question_answering
 from monolm.evaluation.baselines import resolve_baseline, run_baseline
 from monolm.evaluation.classification import resampled_positive_f1
 from monolm.evaluation.question_answering import stratified_subset
-from monolm.evaluation.tasks import RUNNERS, TaskContext, plan_tasks
+from monolm.evaluation.runners import RUNNERS
+from monolm.evaluation.tasks import TaskContext, plan_tasks
 from monolm.metrics.classification import accuracy, majority_label, positive_f1
 from monolm.metrics.likelihood import continuation_loglikelihoods
 from monolm.metrics.squad_v2 import squad_v2_scores

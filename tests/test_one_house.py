@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 import tests.transforms.freeze  # noqa: F401  (registers constraint=freeze)
 from monolm.attacks.objective import Objective
 from monolm.errors import UserError
-from monolm.evaluation.tasks import RUNNERS, TaskContext, plan_tasks
+from monolm.evaluation.runners import RUNNERS
+from monolm.evaluation.tasks import TaskContext, plan_tasks
 from monolm.models.ffn import find_ffn_sublayers
 from monolm.models.loading import load_model, load_model_config, load_tokenizer
 from monolm.run_dir import ATTACK_RECORD, EVAL_RECORD, RunDir, sha256_of

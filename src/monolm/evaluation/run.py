@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 
 from monolm.config.eval_schema import check_measurement_settings
 from monolm.evaluation.baselines import BaselineSubject, resolve_baseline, run_baseline
-from monolm.evaluation.tasks import RUNNERS, PlannedTask, TaskContext, plan_tasks
+from monolm.evaluation.runners import RUNNERS
+from monolm.evaluation.tasks import PlannedTask, TaskContext, plan_tasks
 from monolm.inference import placement_of
 from monolm.provenance import provenance, write_json, write_jsonl
 from monolm.run_dir import EVAL_RECORD, examples_file
@@ -29,7 +30,7 @@ from monolm.subjects import Subject, SubjectQuery, SubjectRef, load_subject, res
 log = logging.getLogger(__name__)
 
 
-def _plans(
+def plan_subjects(
     cfg: DictConfig, conf_dir: Path
 ) -> list[tuple[SubjectRef | BaselineSubject, list[PlannedTask]]]:
     """(subject, its tasks) for everything this call evaluates, checked up front."""
@@ -79,7 +80,7 @@ def evaluate(cfg: DictConfig, conf_dir: Path) -> list[Path]:
     """Evaluate what `cfg` names; return the eval.json paths written."""
     check_measurement_settings(cfg)
     placement = placement_of(cfg)
-    plans = _plans(cfg, conf_dir)
+    plans = plan_subjects(cfg, conf_dir)
     out_root = Path(cfg.paths.output_dir)
     written = []
     for ref, tasks in plans:

@@ -480,26 +480,3 @@ def run_monotonicity(task: PlannedTask, ctx: TaskContext, progress: Any) -> Task
             "verification": {k: v for k, v in found.items() if k != "sublayers"},
         },
     )
-
-
-def run_classification(task: PlannedTask, ctx: TaskContext, progress: Any) -> TaskResult:
-    from monolm.evaluation.classification import run_classification as run
-
-    return run(task, ctx, progress)
-
-
-def run_question_answering(task: PlannedTask, ctx: TaskContext, progress: Any) -> TaskResult:
-    from monolm.evaluation.question_answering import run_question_answering as run
-
-    return run(task, ctx, progress)
-
-
-RUNNERS: dict[str, Callable[[PlannedTask, TaskContext, Any], TaskResult]] = {
-    "summarization": run_summarization,
-    "perplexity": run_perplexity,
-    "lambada": run_lambada,
-    "hellaswag": run_hellaswag,
-    "classification": run_classification,
-    "question_answering": run_question_answering,
-    "monotonicity": run_monotonicity,
-}
