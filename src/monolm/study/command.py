@@ -22,12 +22,11 @@ from monolm.study.bookkeeping import (
     stage_record,
 )
 from monolm.study.local import run_local
-from monolm.study.plan import STUDY_PLAN, Stage, build_plan, plan_record, stage_hashes
+from monolm.study.plan import CONF_DIR, STUDY_PLAN, Stage, build_plan, plan_record, stage_hashes
 from monolm.study.settings import StudySettings
 from monolm.study.slurm import ExecutorSettings, queued_tasks, submit
 from monolm.study.stages import blocking_needs, check_stages, is_done, run_stage
 
-CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 COMMANDS = ("plan", "run", "status", "report")
 
 
@@ -131,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     executor.check()
     study_dir = study_dir_of(cfg, settings, args.command)
-    stages = build_plan(settings, study_dir)
+    stages = build_plan(settings, study_dir, CONF_DIR)
     hashes = stage_hashes(stages, study_dir)
     if args.command in ("status", "report"):
         if not (study_dir / STUDY_PLAN).is_file():

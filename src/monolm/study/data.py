@@ -1,7 +1,7 @@
 """A study dir's finished stages, loaded once: every run's evaluation and attacks, the transfers
-and the training curves, keyed by subject, arm, seed and checkpoint step (None: the final model).
-Only done stages are read (`records.stage_states`); failed, incomplete and missing ones are
-listed, never read."""
+and the training curves, keyed by subject, arm, seed and checkpoint step (None: the final model);
+the simple baselines' evaluations, keyed by subject and baseline. Only done stages are read
+(`records.stage_states`); failed, incomplete and missing ones are listed, never read."""
 
 from __future__ import annotations
 
@@ -50,6 +50,8 @@ class StudyData:
     runs: dict[RunKey, Run]
     transfers: dict[tuple[str, int, str, str], TransferRecord]  # subject, seed, attack, source
     curves: dict[tuple[str, str, int], dict[str, tuple[tuple[int, float], ...]] | None]
+    # (subject, baseline) -> the simple baseline's evaluation (study.baselines)
+    baselines: dict[tuple[str, str], dict[str, TaskRecord]] = field(default_factory=dict)
     _cache: dict[tuple[str, RunKey], RunValues | None] = field(default_factory=dict)
 
     @property
@@ -122,11 +124,15 @@ def load_data(study_dir: Path) -> StudyData:
     runs: dict[RunKey, Run] = {}
     transfers: dict[tuple[str, int, str, str], TransferRecord] = {}
     curves: dict[tuple[str, str, int], dict | None] = {}
+    baselines: dict[tuple[str, str], dict[str, TaskRecord]] = {}
     for stage in study.stages:
         # tuning trials and selections: the report's Tuning section reads them (report.py)
         if stage.kind in ("report", "tune", "select") or states[stage.key].state != "done":
             continue
         out = study_dir / stage.dir
+        if stage.simple_baseline is not None and stage.subject is not None:
+            baselines[stage.subject, stage.simple_baseline] = load_eval(out)
+            continue
         if stage.subject is None or stage.seed is None or stage.arm is None:
             raise UserError(f"'{study.path}': stage {stage.key} names no subject, arm or seed")
         if stage.kind == "train":
@@ -148,4 +154,4 @@ def load_data(study_dir: Path) -> StudyData:
             run.attacks[stage.name or ""] = load_attack(out)
         elif stage.kind == "control":
             run.controls[stage.name or ""] = load_attack(out)
-    return StudyData(study_dir, study, states, runs, transfers, curves)
+    return StudyData(study_dir, study, states, runs, transfers, curves, baselines)

@@ -12,6 +12,8 @@ Directories, relative to the study dir:
     runs/<subject>/<arm>/s<seed>/control/<name>[...]      its matched random control
     transfer/<subject>/s<seed>/<name>/<source arm>         the source's attacked inputs replayed
                                                            on the other arms of the seed
+    baselines/<subject>/<baseline>                         evaluate.py on a simple baseline
+                                                           (majority, uniform, zero_shot)
     report                                                 the study's report
 
 A stage is done when its outputs validate and the hash it recorded equals the plan's (its own
@@ -30,7 +32,9 @@ from typing import Any
 
 from monolm.run_dir import PERIODIC_CHECKPOINT_NAME
 from monolm.study.settings import AttackSpec, StudySettings
+from monolm.study.simple_baselines import baseline_stages, evaluated_tasks
 
+CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 STUDY_PLAN = "study.json"
 KINDS = ("tune", "select", "train", "evaluate", "attack", "control", "transfer", "report")
 # a select stage's overrides: what it selects on, how, and each trial (JSON: dir, overrides)
@@ -56,6 +60,9 @@ class Stage:
     # a tuned arm's seed run: the dir of its select stage, whose chosen overrides it appends
     # when it runs (read from selection.json then; the hash chains through the select stage's)
     selection: str | None = None
+    # an evaluate stage of a simple baseline (majority, uniform, zero_shot: study.baselines)
+    # instead of an arm's run; it needs nothing
+    simple_baseline: str | None = None
 
     def own_sha256(self, study_dir: Path) -> str:
         """What defines the stage itself: its kind, overrides and targets, with paths inside the
@@ -100,11 +107,26 @@ def _checkpoint(study_dir: Path, train: str, step: int | None) -> list[str]:
     return [f"checkpoint={study_dir / train / 'checkpoints' / f'{name}.ckpt'}"]
 
 
-def build_plan(settings: StudySettings, study_dir: Path) -> list[Stage]:
-    """Every stage, in an order that runs each after what it needs."""
+def build_plan(settings: StudySettings, study_dir: Path, conf_dir: Path = CONF_DIR) -> list[Stage]:
+    """Every stage, in an order that runs each after what it needs (a subject's simple
+    baselines first: they need nothing and take seconds, or one evaluation of the base model).
+    `conf_dir` is read only for the simple baselines (the evaluate tasks, the dataset's task
+    option)."""
     settings.check()
     stages: list[Stage] = []
+    tasks = evaluated_tasks(settings, conf_dir, study_dir) if settings.baselines else {}
     for subject, subject_overrides in settings.subjects.items():
+        for name, where, overrides in baseline_stages(settings, conf_dir, subject, tasks):
+            stages.append(
+                Stage(
+                    "evaluate",
+                    f"{subject}/baseline/{name}",
+                    where,
+                    overrides,
+                    subject=subject,
+                    simple_baseline=name,
+                )
+            )
         selects: dict[str, Stage] = {}
         for arm in settings.arms if settings.tuned else ():
             trials = list(_trials(settings, subject, arm))

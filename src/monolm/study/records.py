@@ -159,7 +159,8 @@ def _stage(path: Path, index: int, entry: Any) -> tuple[Stage, str]:
             if not isinstance(values[key], list):
                 raise UserError(f"{where}: '{key}' is not a list")
             values[key] = tuple(values[key])
-    for key, kind in (("subject", str), ("arm", str), ("name", str), ("seed", int), ("step", int)):
+    typed = (("subject", str), ("arm", str), ("name", str), ("seed", int), ("step", int))
+    for key, kind in (*typed, ("simple_baseline", str)):
         value = values.get(key)
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
             raise UserError(f"{where}: '{key}' is {value!r}, not {kind.__name__} or null")

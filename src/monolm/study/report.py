@@ -2,7 +2,8 @@
 finished stage, and writes into `<study_dir>/report/`:
 
 - `results.json`: every number (`build_results`), the stages done, failed, incomplete and
-  missing, the tuning (each arm's trials and chosen configuration), and provenance;
+  missing, the tuning (each arm's trials and chosen configuration), the simple baselines beside
+  the arms (`baseline_results`), and provenance;
 - `report.md`: the study's note, then tables of those numbers and links to the figures; what
   the tests say is stated mechanically (p, adjusted p), nothing else is concluded;
 - `tables.tex`: booktabs tables of the per-arm summaries and the paired comparisons;
@@ -31,6 +32,7 @@ from monolm.study.aggregate import (
     arm_summaries,
     attack_vs_control,
 )
+from monolm.study.baseline_results import simple_baselines
 from monolm.study.data import StudyData, load_data
 from monolm.study.measures import attack_measures
 from monolm.study.stages.select import SELECTION, read_selection
@@ -137,9 +139,11 @@ def _subject(data: StudyData, subject: str) -> dict[str, Any]:
         for name, spec in data.settings.attacks.items()
         if spec.transfer
     }
+    summaries = {m.key: arm_summaries(data, subject, m) for m in measures}
     return {
         "measures": [m.key for m in measures],
-        "summaries": {m.key: arm_summaries(data, subject, m) for m in measures},
+        "summaries": summaries,
+        "simple_baselines": simple_baselines(data, subject, summaries),
         "comparisons": comparisons,
         "attack_vs_control": versus,
         "quality_view": quality_view(data, subject),

@@ -80,6 +80,44 @@ def summary_table(subject: str, results: dict[str, Any]) -> Table:
     )
 
 
+def baselines_table(subject: str, results: dict[str, Any]) -> Table | None:
+    """Per evaluate measure, each arm's mean across seeds beside each simple baseline's value
+    and its bootstrap interval over examples."""
+    found = results["subjects"][subject].get("simple_baselines")
+    if found is None:
+        return None
+    arms, names = results["study"]["arms"], found["baselines"]
+    rows = []
+    for key, row in found["measures"].items():
+        means = [number((row["arms"].get(arm) or {}).get("mean")) for arm in arms]
+        values = [
+            MISSING if v is None else estimate(v["value"], v["low"], v["high"])
+            for v in (row["baselines"].get(name) for name in names)
+        ]
+        rows.append((key, *means, *values))
+    notes = [
+        "arms: mean over seeds of each run's statistic (their summary table has the intervals); "
+        "baselines: the same statistic on the baseline's examples, with a 95% percentile "
+        f"bootstrap interval over them ({found['bootstrap']['resamples']} resamples); no test",
+        "majority: the train split's most frequent label (QA: abstains); uniform: random labels "
+        "(the study's first seed); zero_shot: the subject's base model, untrained",
+    ]
+    notes += [
+        f"{name}: {state['state']}" + (f" ({state['reason']})" if state["reason"] else "")
+        for name, state in found["stages"].items()
+        if state["state"] != "done"
+    ]
+    notes += [f"{name}: {why}" for name, why in found["not_planned"].items()]
+    return table(
+        f"{subject}: simple baselines beside the arms (final model)",
+        ("measure", *(f"{arm} (mean)" for arm in arms), *names),
+        rows,
+        notes,
+        align="l" + "r" * (len(arms) + len(names)),
+        label=f"tab:{subject}:baselines",
+    )
+
+
 def comparison_table(subject: str, results: dict[str, Any], kind: str = "comparisons") -> Table:
     rows, notes = [], []
     for c in results["subjects"][subject][kind]:
@@ -420,6 +458,7 @@ def markdown_report(results: dict[str, Any]) -> str:
         tables: list[Table | None] = [
             tuning_table(subject, results),
             summary_table(subject, results),
+            baselines_table(subject, results),
             comparison_table(subject, results),
             per_seed_table(subject, results, "comparisons"),
             within_seed_table(subject, results, "comparisons"),
@@ -445,12 +484,18 @@ def markdown_report(results: dict[str, Any]) -> str:
 
 
 def latex_tables(results: dict[str, Any]) -> str:
-    """Per subject the per-arm summary and the paired comparisons, booktabs."""
+    """Per subject the per-arm summary, the simple baselines and the paired comparisons,
+    booktabs."""
     header = (
         f"% study {results['study']['name']}: tables of the report (needs "
         "\\usepackage{booktabs})\n"
     )
     tables = []
     for subject in results["study"]["subjects"]:
-        tables += [summary_table(subject, results), comparison_table(subject, results)]
+        found = [
+            summary_table(subject, results),
+            baselines_table(subject, results),
+            comparison_table(subject, results),
+        ]
+        tables += [t for t in found if t is not None]
     return header + "\n".join(latex(t) for t in tables)

@@ -1,6 +1,6 @@
 """What a study is (conf/study/<option>.yaml), as typed settings: arms x seeds x subjects, and
 the stages run on each (hyper-parameter tuning, evaluation, attacks with their controls,
-transfer)."""
+transfer, simple baselines)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ SELECT_MODES = ("min", "max")
 # What a trial's training budget is: tuning.overrides sets it, the same for every arm and trial.
 BUDGET_KEYS = ("trainer.max_steps", "trainer.max_epochs")
 MAX_TRIAL_NAME = 200  # a trial's dir name (file systems allow 255 bytes)
+# What a subject's arms are measured beside (study.baselines): the majority label of the train
+# split (QA: always abstain), uniformly random labels, and the subject's base model untrained.
+SIMPLE_BASELINES = ("majority", "uniform", "zero_shot")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
 
@@ -165,6 +168,8 @@ class StudySettings:
     # hyper-parameter tuning of every arm before its seeds (a grid per arm, an equal budget,
     # selection on the held-out split); null: the seeds train as configured
     tuning: TuningSettings | None = None
+    # simple baselines evaluated on each subject's tasks beside the arms (SIMPLE_BASELINES)
+    baselines: list[str] = field(default_factory=list)
     note: str | None = None  # said at the top of the report (e.g. why budgets are small)
 
     def check(self) -> None:
@@ -192,6 +197,18 @@ class StudySettings:
                 raise UserError(f"study name '{name}': names become directories, no '/'")
         if self.tuning is not None:
             self.tuning.check(list(self.arms))
+        for name in self.baselines:
+            if name not in SIMPLE_BASELINES:
+                raise UserError(
+                    f"study.baselines has '{name}': {did_you_mean(name, SIMPLE_BASELINES)}"
+                )
+        if len(set(self.baselines)) < len(self.baselines):
+            raise UserError(f"study.baselines={self.baselines}: a baseline is repeated")
+        if self.baselines and self.evaluate is None:
+            raise UserError(
+                "study.baselines needs study.evaluate (the baselines are evaluated on its tasks): "
+                "set study.evaluate or study.baselines=[]"
+            )
 
     @property
     def baseline_arm(self) -> str:

@@ -6,7 +6,8 @@ select stages (one task per arm, `afterany` on the trials: a failed trial is ski
 listed, not fatal); the training runs (one task per seed x arm, in plan order; `afterok` on the
 select array when the arms are tuned); each evaluate / attack / control stage at each
 checkpoint (the same task order, so task i depends on training task i: `aftercorr`); each
-attack's transfers (`afterok` on the training arrays and the source attacks); the report
+attack's transfers (`afterok` on the training arrays and the source attacks); one array per
+simple baseline (majority, uniform, zero_shot: every subject's; no dependency); the report
 (`afterany` on everything: a failed stage is reported, not hidden). `--kill-on-invalid-dep=yes`
 ends the dependents of a failed task instead of leaving them pending for ever.
 
@@ -27,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from monolm.config.eval_schema import BASELINES as MODEL_FREE_BASELINES
 from monolm.errors import UserError
 from monolm.provenance import write_json
 from monolm.study.plan import Stage
@@ -55,7 +57,8 @@ class ExecutorSettings:
     account: str | None = None
     qos: str | None = None
     # per stage kind (tune, select, train, evaluate, attack, control, transfer, report);
-    # `default` for the rest (tune: train's when not given)
+    # `default` for the rest (tune: train's when not given); `baseline` for the arrays of the
+    # model-free simple baselines (evaluate's when not given)
     resources: dict[str, StageResources] = field(default_factory=dict)
     max_num_timeout: int = 20  # timeouts requeue at most this many times
     signal_delay_s: int = 300  # SIGUSR2 this long before the time limit: save and requeue
@@ -67,10 +70,8 @@ class ExecutorSettings:
         if self.kind not in ("local", "slurm"):
             raise UserError(f"executor.kind={self.kind}: one of local, slurm")
         for name in self.resources:
-            if name not in (*GROUP_KINDS, "default"):
-                raise UserError(
-                    f"executor.resources.{name}: one of {', '.join((*GROUP_KINDS, 'default'))}"
-                )
+            if name not in RESOURCE_NAMES:
+                raise UserError(f"executor.resources.{name}: one of {', '.join(RESOURCE_NAMES)}")
         for name, resources in self.resources.items():
             for key, value in asdict(resources).items():
                 if value < (1 if key != "gpus_per_node" else 0):
@@ -89,9 +90,20 @@ class ExecutorSettings:
             or StageResources()
         )
 
+    def resources_of_group(self, group: Group) -> StageResources:
+        """Its kind's resources; a model-free simple baseline's array: `resources.baseline`."""
+        model_free = all(s.simple_baseline in MODEL_FREE_BASELINES for s in group.stages)
+        if model_free and MODEL_FREE_RESOURCES in self.resources:
+            return self.resources[MODEL_FREE_RESOURCES]
+        return self.resources_of(group.kind)
+
 
 GROUP_KINDS = ("tune", "select", "train", "evaluate", "attack", "control", "transfer", "report")
 RESOURCES_LIKE = {"tune": "train"}  # a tuning trial is a training run
+# a model-free simple baseline (majority, uniform) is an evaluate stage that loads no model: its
+# array asks for `resources.baseline` when given (no GPU), else for what `evaluate` does
+MODEL_FREE_RESOURCES = "baseline"
+RESOURCE_NAMES = (*GROUP_KINDS, MODEL_FREE_RESOURCES, "default")
 
 
 @dataclass
@@ -119,7 +131,10 @@ class StageTask:
 
 
 def group_of(stage: Stage) -> str:
-    """The array a stage belongs to: its subject, kind, attack and checkpoint."""
+    """The array a stage belongs to: its subject, kind, attack and checkpoint; a simple
+    baseline's: its baseline, every subject's in one array (`baselines.<baseline>`)."""
+    if stage.simple_baseline is not None:
+        return f"baselines.{stage.simple_baseline}"
     parts = [
         stage.subject,
         stage.kind,
@@ -252,7 +267,7 @@ def submit(
         pending = [s for s in group.stages if not is_done(study_dir, s, hashes[s.key])]
         if not pending and group.kind != "report":
             continue
-        resources = settings.resources_of(group.kind)
+        resources = settings.resources_of_group(group)
         executor = submitit.SlurmExecutor(
             folder=study_dir / LOG_DIR / group.name, max_num_timeout=settings.max_num_timeout
         )

@@ -61,9 +61,10 @@ KINDS: dict[str, StageKind] = {
 def check_stages(study_dir: Path, conf_dir: Path, stages: list[Stage]) -> None:
     """Compose every stage's config as it will run, once per distinct set of overrides up to
     the run and checkpoint it points at (each training run's arm and subject; every tuning
-    trial; each other kind's attack): a typo in an arm, a subject, a grid or an attack ends the
-    command in one line naming the stage, before anything runs. A tuned arm's seed run, whose
-    configuration is chosen later, is composed with its first grid point."""
+    trial and simple baseline; each other kind's attack): a typo in an arm, a subject, a grid or
+    an attack ends the command in one line naming the stage, before anything runs. A tuned
+    arm's seed run, whose configuration is chosen later, is composed with its first grid
+    point."""
     first_points = {
         s.dir: parse_select(s.overrides).trials[0].overrides for s in stages if s.kind == "select"
     }
@@ -71,8 +72,8 @@ def check_stages(study_dir: Path, conf_dir: Path, stages: list[Stage]) -> None:
     for stage in stages:
         if stage.kind == "train":
             shape = (stage.kind, stage.subject, stage.arm)
-        elif stage.kind == "tune":
-            shape = (stage.kind, stage.key)
+        elif stage.kind == "tune" or stage.simple_baseline is not None:
+            shape = (stage.kind, stage.key)  # each subject's baselines read its own options
         else:
             shape = (stage.kind, stage.name)
         if shape in seen:

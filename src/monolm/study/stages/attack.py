@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from monolm.run_dir import ATTACK_EXAMPLES, ATTACK_RECORD
+from monolm.study.compose import compose_script
 from monolm.study.plan import Stage
-from monolm.study.stages.base import StageKind, compose_script, valid_json
+from monolm.study.stages.base import StageKind, valid_json
 
 SCRIPT = ("attack", "attack")
 

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from monolm.study.compose import compose_script
 from monolm.study.plan import Stage
 
 # (study dir, conf dir, the stage, its output dir) -> None
@@ -22,12 +22,16 @@ class StageKind:
     outputs_valid: Callable[[Path], bool]
     # the script config a stage composes, (config dir, config name) under conf/; None: none
     script: tuple[str, str] | None = None
+    # more checks of the composed config before any stage runs (conf dir, stage, config)
+    check_config: Callable[[Path, Stage, DictConfig], None] | None = None
 
     def check(self, conf_dir: Path, stage: Stage, out: Path) -> None:
         """Compose the stage's config as it will run (an unknown option or key, a bad value
-        type: one line, before any stage runs)."""
+        type: one line, before any stage runs), then `check_config` it."""
         if self.script is not None:
-            compose_script(conf_dir, *self.script, stage.overrides, out)
+            cfg = compose_script(conf_dir, *self.script, stage.overrides, out)
+            if self.check_config is not None:
+                self.check_config(conf_dir, stage, cfg)
 
 
 def valid_json(path: Path) -> bool:
@@ -35,25 +39,3 @@ def valid_json(path: Path) -> bool:
         return isinstance(json.loads(path.read_text()), dict)
     except (OSError, json.JSONDecodeError):
         return False
-
-
-def register_configs() -> None:
-    from monolm.attacks.config import register_attack_configs
-    from monolm.config.eval_schema import register_evaluate_configs
-    from monolm.config.schema import register_configs as register_train_configs
-    from monolm.constraints import register_constraint_configs
-
-    register_train_configs()
-    register_constraint_configs()
-    register_evaluate_configs()
-    register_attack_configs()
-
-
-def compose_script(
-    conf_dir: Path, config_dir: str, config_name: str, overrides: tuple[str, ...], out: Path
-) -> DictConfig:
-    """A script's own config (train.py, evaluate.py, attack.py) with the stage's overrides,
-    writing into the stage's dir: what the script would have run."""
-    register_configs()
-    with initialize_config_dir(config_dir=str(conf_dir / config_dir), version_base="1.3"):
-        return compose(config_name, overrides=[*overrides, f"paths.output_dir={out}"])

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from monolm.errors import UserError
 from monolm.run_dir import RunDir
+from monolm.study.compose import compose_script
 from monolm.study.plan import Stage
-from monolm.study.stages.base import StageKind, compose_script
+from monolm.study.stages.base import StageKind
 from monolm.study.stages.select import effective_overrides
 
 SCRIPT = (".", "train")
