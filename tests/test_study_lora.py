@@ -106,3 +106,21 @@ def test_the_report_states_the_official_metrics_recomputed_from_the_examples(
         assert summary["arms"][arm]["per_seed"] == [pytest.approx(f1)]
     report = (lora_study / "report" / "report.md").read_text()
     assert "tiny_llama_paraphrase: tuning (min val/loss on the held-out split)" in report
+
+
+def test_the_simple_baselines_stand_beside_the_arms(lora_study: Path) -> None:
+    results = json.loads((lora_study / "report" / "results.json").read_text())
+    table = results["subjects"]["tiny_llama_paraphrase"]["simple_baselines"]
+    measure = table["measures"]["evaluate/own/acc"]
+    examples = rows(lora_study / "baselines" / "tiny_llama_paraphrase" / "majority"
+                    / "own.examples.jsonl")  # fmt: skip
+    assert len({r["prediction"] for r in examples}) == 1  # one label for every example
+    assert measure["baselines"]["majority"]["value"] == pytest.approx(
+        sum(r["correct"] for r in examples) / len(examples)
+    )
+    assert set(measure["baselines"]) == {"majority", "uniform", "zero_shot"}
+    squad = results["subjects"]["tiny_llama_squad"]["simple_baselines"]
+    assert "uniform" in squad["not_planned"]  # uniform random labels: classification only
+    abstained = rows(lora_study / "baselines" / "tiny_llama_squad" / "majority"
+                     / "own.examples.jsonl")  # fmt: skip
+    assert all(r["prediction"] == "" for r in abstained)
