@@ -42,8 +42,17 @@ def test_the_default_tiny_dataset_follows_the_model_family() -> None:
         assert cfg.dataset.bundled == expected
 
 
-@pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("dataset", DATASETS)
+# Whether a pair trains depends on the model's family and the dataset's task only: every model
+# with the default dataset, and every dataset with a model of each family (the full product,
+# 255 composes, took a minute and a half of the suite).
+FAMILY_MODELS = ("tiny_pythia", "tiny_t5", "tiny_llama")
+PAIRS = sorted(
+    {(model, "tiny") for model in MODELS}
+    | {(model, dataset) for model in FAMILY_MODELS for dataset in DATASETS}
+)
+
+
+@pytest.mark.parametrize(("model", "dataset"), PAIRS)
 def test_every_model_and_dataset_composes(model: str, dataset: str) -> None:
     cfg = compose_train(f"model={model}", f"dataset={dataset}", OUT)
     assert cfg.model.name == model
