@@ -455,6 +455,7 @@ def markdown_report(results: dict[str, Any]) -> str:
     parts += [markdown(t, 2) for t in (*stage_tables(results), *budget_tables(results))]
     for subject in study["subjects"]:
         parts.append(f"## Subject {subject}\n")
+        attacked = bool(study.get("attacks"))  # a study with no attacks has no such tables
         tables: list[Table | None] = [
             tuning_table(subject, results),
             summary_table(subject, results),
@@ -462,9 +463,15 @@ def markdown_report(results: dict[str, Any]) -> str:
             comparison_table(subject, results),
             per_seed_table(subject, results, "comparisons"),
             within_seed_table(subject, results, "comparisons"),
-            comparison_table(subject, results, "attack_vs_control"),
-            per_seed_table(subject, results, "attack_vs_control"),
-            within_seed_table(subject, results, "attack_vs_control"),
+            *(
+                (
+                    comparison_table(subject, results, "attack_vs_control"),
+                    per_seed_table(subject, results, "attack_vs_control"),
+                    within_seed_table(subject, results, "attack_vs_control"),
+                )
+                if attacked
+                else ()
+            ),
             *transfer_tables(subject, results),
             quality_table(subject, results),
             audit_table(subject, results),
