@@ -494,3 +494,16 @@ def test_the_bundled_sets_evaluate(subjects: dict[str, Any]) -> None:
     spec = {"kind": "classification", "dataset": "tiny_paraphrase", "split": "validation"}
     majority = run_baseline_task("majority", spec)
     assert len({row["prediction"] for row in majority.rows}) == 1
+
+
+def test_one_tasks_data_files_do_not_reach_another_task_or_the_run(tmp_path: Path) -> None:
+    own = dataset_option(CONF, "tiny_paraphrase", "causal")
+    local = tmp_path / "rows.jsonl"
+    local.write_text("")
+    tasks = {"own": {"kind": "own", "data_files": {"validation": str(local)}},
+             "monotonicity": {"kind": "monotonicity"}}  # fmt: skip
+    planned = {t.name: t for t in plan_tasks(evaluate_config(tasks), CONF, "causal", own)}
+    assert planned["own"].dataset.data_files == {"validation": str(local)}
+    assert planned["monotonicity"].dataset.data_files is None
+    assert planned["monotonicity"].dataset.bundled == "tiny_paraphrase"
+    assert own.data_files is None  # the run's own config is left as it was

@@ -76,8 +76,10 @@ def plan_tasks(
             )
         kind, dataset, split = task.kind, None, task.split
         if kind in ("own", "monotonicity"):
-            dataset = (
-                own_dataset if own_dataset is not None else dataset_option(conf_dir, "tiny", family)
+            dataset = (  # a copy: one task's data_files must not reach another's (or the run's)
+                OmegaConf.create(OmegaConf.to_container(own_dataset, resolve=True))
+                if own_dataset is not None
+                else dataset_option(conf_dir, "tiny", family)
             )
             if kind == "own":
                 kind = own_kind(dataset, family)
