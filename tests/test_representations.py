@@ -1,0 +1,111 @@
+"""CKA as defined (Kornblith et al. 2019; the debiased estimator of Song et al. 2012; minibatch
+CKA of Nguyen et al. 2021), against the reference values of Kornblith's demo and a direct
+loop-level implementation written here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monolm.metrics.representations import (
+    gram_linear,
+    gram_rbf,
+    linear_cka,
+    minibatch_cka,
+    rbf_cka,
+)
+
+
+@pytest.fixture
+def demo() -> tuple[np.ndarray, np.ndarray]:
+    """Kornblith et al.'s demo data: np.random.seed(1337); X = randn(100, 10); Y = randn + X."""
+    np.random.seed(1337)
+    x = np.random.randn(100, 10)
+    y = np.random.randn(100, 10) + x
+    return x, y
+
+
+def test_the_reference_values_of_kornbliths_demo(demo) -> None:
+    x, y = demo
+    assert linear_cka(x, y) == pytest.approx(0.55761, abs=1e-5)
+    assert rbf_cka(x, y, threshold=0.5) == pytest.approx(0.65483, abs=1e-5)
+    assert linear_cka(x, y, debiased=True) == pytest.approx(0.51346, abs=1e-5)
+
+
+def loop_cka(gram_x: np.ndarray, gram_y: np.ndarray) -> float:
+    """HSIC(K, L) = tr(K H L H) / (n - 1)^2 with H = I - 11^T / n, written out with loops."""
+    n = len(gram_x)
+    h = [[(1.0 if i == j else 0.0) - 1.0 / n for j in range(n)] for i in range(n)]
+
+    def centre(k):
+        kh = [[sum(k[i][m] * h[m][j] for m in range(n)) for j in range(n)] for i in range(n)]
+        return [[sum(h[i][m] * kh[m][j] for m in range(n)) for j in range(n)] for i in range(n)]
+
+    def hsic(a, b):
+        return sum(a[i][j] * b[j][i] for i in range(n) for j in range(n))
+
+    kx, ky = centre(gram_x.tolist()), centre(gram_y.tolist())
+    return hsic(kx, ky) / (hsic(kx, kx) * hsic(ky, ky)) ** 0.5
+
+
+def test_linear_and_rbf_cka_agree_with_a_loop_level_implementation() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 5))
+    y = x @ rng.normal(size=(5, 7)) + rng.normal(size=(20, 7))
+    assert linear_cka(x, y) == pytest.approx(loop_cka(x @ x.T, y @ y.T), abs=1e-10)
+    expected = loop_cka(gram_rbf(x, 0.8).numpy(), gram_rbf(y, 0.8).numpy())
+    assert rbf_cka(x, y, threshold=0.8) == pytest.approx(expected, abs=1e-10)
+
+
+def test_cka_of_a_representation_with_itself_is_one(demo) -> None:
+    x, _ = demo
+    for debiased in (False, True):
+        assert linear_cka(x, x, debiased) == pytest.approx(1.0, abs=1e-12)
+    assert rbf_cka(x, x) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_invariant_to_rotations_and_isotropic_scaling_not_to_any_linear_map(demo) -> None:
+    x, y = demo
+    rng = np.random.default_rng(1)
+    rotation, _ = np.linalg.qr(rng.normal(size=(10, 10)))
+    reference = linear_cka(x, y)
+    assert linear_cka(x @ rotation * 7.5, y) == pytest.approx(reference, abs=1e-12)
+    assert linear_cka(x, y, True) == pytest.approx(linear_cka(x @ rotation, 0.1 * y, True))
+    stretch = np.diag([1e3] + [1.0] * 9) @ rotation  # invertible, not orthogonal
+    assert abs(linear_cka(x @ stretch, y) - reference) > 0.05
+
+
+def test_the_debiased_estimator_is_near_zero_for_unrelated_representations() -> None:
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(100, 2048)), rng.normal(size=(100, 2048))
+    assert linear_cka(x, y) > 0.9  # the plain estimator: 0.95, a large, spurious similarity
+    assert abs(linear_cka(x, y, debiased=True)) < 0.02
+
+
+def test_minibatch_cka_agrees_with_the_full_debiased_value() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(1024, 64))
+    y = x @ rng.normal(size=(64, 48)) + 2.0 * rng.normal(size=(1024, 48))
+    full = linear_cka(x, y, debiased=True)
+    for batch in (64, 256):
+        pairs = ((x[i : i + batch], y[i : i + batch]) for i in range(0, len(x), batch))
+        assert minibatch_cka(pairs) == pytest.approx(full, abs=1e-2)
+
+
+def test_float64_and_centring_keep_outlier_dimensions_from_skewing_the_value() -> None:
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(500, 256)).astype(np.float32)
+    y = (x + 0.5 * rng.normal(size=(500, 256))).astype(np.float32)
+    x[:, :4] += 3000.0  # LLM-like outlier dimensions: a huge constant offset
+    y[:, :4] += 3000.0
+    clean = linear_cka(x[:, 4:].astype(np.float64), y[:, 4:].astype(np.float64))
+    assert linear_cka(x, y) == pytest.approx(
+        linear_cka(x.astype(np.float64) - 3000.0 * (np.arange(256) < 4), y), abs=1e-9
+    )
+    assert abs(linear_cka(x, y) - clean) < 0.05
+    assert gram_linear(x).dtype.is_floating_point
+
+
+def test_representations_of_different_examples_are_refused() -> None:
+    with pytest.raises(ValueError, match="same examples"):
+        linear_cka(np.zeros((5, 3)), np.zeros((6, 3)))
