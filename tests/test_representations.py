@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from monolm.metrics.representations import (
+    cka_matrix,
     gram_linear,
     gram_rbf,
     linear_cka,
@@ -109,3 +110,17 @@ def test_float64_and_centring_keep_outlier_dimensions_from_skewing_the_value() -
 def test_representations_of_different_examples_are_refused() -> None:
     with pytest.raises(ValueError, match="same examples"):
         linear_cka(np.zeros((5, 3)), np.zeros((6, 3)))
+
+
+def test_the_layer_matrix_holds_every_pair_and_its_diagonal_the_same_layers() -> None:
+    rng = np.random.default_rng(7)
+    layers_a = [rng.normal(size=(60, 16)) for _ in range(3)]
+    layers_b = [layers_a[0] @ rng.normal(size=(16, 16)), layers_a[1], rng.normal(size=(60, 8))]
+    matrix = cka_matrix(layers_a, layers_b)
+    assert matrix.shape == (3, 3)
+    assert matrix[1, 1] == pytest.approx(1.0)
+    for i in range(3):
+        for j in range(3):
+            expected = linear_cka(layers_a[i], layers_b[j], debiased=True)
+            assert matrix[i, j] == pytest.approx(expected, abs=1e-12)
+    assert abs(matrix[2, 2]) < 0.2  # unrelated

@@ -134,3 +134,11 @@ def minibatch_cka(pairs: Iterable[tuple[Any, Any]]) -> float:
     for x, y in pairs:
         accumulator.update(x, y)
     return accumulator.compute()
+
+
+def cka_matrix(layers_a: list[Any], layers_b: list[Any], debiased: bool = True) -> np.ndarray:
+    """Linear CKA of every layer of one subject with every layer of another (rows: a's layers),
+    on the same examples; its diagonal compares layer i with layer i."""
+    grams_a = [gram_linear(x) for x in layers_a]
+    grams_b = [gram_linear(y) for y in layers_b]
+    return np.array([[cka_from_grams(ga, gb, debiased) for gb in grams_b] for ga in grams_a])
