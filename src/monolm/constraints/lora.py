@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from monolm.constraints.base import ModelTransform, TransformSettings, materialised_state_dict
+from monolm.constraints.guarantee import effective_weight
 from monolm.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -132,11 +133,8 @@ def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
         for name, module in model.named_modules():
             if not (hasattr(module, "base_layer") and hasattr(module, "get_delta_weight")):
                 continue
-            weight = state.pop(f"{name}.base_layer.weight")
-            for adapter in module.active_adapters:
-                if adapter in module.lora_A:
-                    weight = weight + module.get_delta_weight(adapter).detach()
-            state[f"{name}.weight"] = weight
+            del state[f"{name}.base_layer.weight"]
+            state[f"{name}.weight"] = effective_weight(module)  # the base plus every update
             for key in [k for k in state if k.startswith(f"{name}.")]:
                 if ".lora_" in key:
                     del state[key]

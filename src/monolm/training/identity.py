@@ -18,12 +18,15 @@ unless the horizon is pinned (`optim.schedule_steps=<old max_steps>`) or the cha
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import MISSING as MISSING_FIELD
 from dataclasses import dataclass, field
 from typing import Any
 
+from monolm.config.schema import DatasetConfig
 from monolm.errors import UserError
 
 DEFINING = ("model", "constraint", "adapter", "dataset", "seed")
@@ -90,16 +93,23 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 # Keys the training config gained after runs were made with it, at the values that mean what an
 # older run did without them: left out of the comparison and the hash at those values, so a run
 # recorded before them continues (and hashes) as it did.
+_ADDED_DATASET_KEYS = (
+    "prompt",
+    "target_delimiter",
+    "label_field",
+    "choices",
+    "positive_label",
+    "answers_field",
+    "no_answer",
+    "split_seed",
+)
 ADDED_KEYS: dict[str, Any] = {
     "adapter.name": "none",
-    "dataset.prompt": "",
-    "dataset.target_delimiter": " ",
-    "dataset.label_field": "label",
-    "dataset.choices": [],
-    "dataset.positive_label": None,
-    "dataset.answers_field": "answers",
-    "dataset.no_answer": "unanswerable",
-    "dataset.split_seed": None,
+    **{  # their schema defaults, read from the schema so the two cannot drift apart
+        f"dataset.{f.name}": f.default_factory() if f.default is MISSING_FIELD else f.default
+        for f in dataclasses.fields(DatasetConfig)
+        if f.name in _ADDED_DATASET_KEYS
+    },
 }
 
 
