@@ -23,10 +23,10 @@ from monolm.evaluation.tasks import (
     PlannedTask,
     TaskContext,
     TaskResult,
-    _ci,
-    _rows,
+    bootstrap_interval,
     example_ids,
     scored_in_chunks,
+    task_rows,
 )
 from monolm.metrics.classification import positive_f1
 
@@ -122,7 +122,7 @@ def classification_result(
     ds = task.dataset
     labels = [row["label"] for row in rows]
     predictions = [row["prediction"] for row in rows]
-    metrics = {"acc": _ci([row["correct"] for row in rows], settings)}
+    metrics = {"acc": bootstrap_interval([row["correct"] for row in rows], settings)}
     conventions = {
         "prediction": how,
         "acc": "share of examples whose prediction is the gold label",
@@ -156,7 +156,7 @@ class ClassificationExamples:
 
 def classification_examples(task: PlannedTask, seed: int) -> ClassificationExamples:
     ds = task.dataset
-    data = _rows(task, seed)
+    data = task_rows(task, seed)
     examples = [dict(row) for row in data]
     return ClassificationExamples(
         example_ids(data),

@@ -31,7 +31,7 @@ from monolm.evaluation.tasks import (
     PlannedTask,
     TaskContext,
     TaskResult,
-    _ci,
+    bootstrap_interval,
     example_ids,
     scored_in_chunks,
 )
@@ -115,7 +115,7 @@ def _with_ci(
     rows: Sequence[dict[str, Any]], key: str, official: float, settings: Any
 ) -> dict[str, float]:
     """The official percentage with a bootstrap CI over the rows' per-question scores."""
-    return {**_ci([SCALE * row[key] for row in rows], settings), "mean": official}
+    return {**bootstrap_interval([SCALE * row[key] for row in rows], settings), "mean": official}
 
 
 def qa_result(

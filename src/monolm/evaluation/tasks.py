@@ -108,7 +108,7 @@ def plan_tasks(
     return planned
 
 
-def _rows(task: PlannedTask, seed: int) -> Any:
+def task_rows(task: PlannedTask, seed: int) -> Any:
     return split_rows(task.dataset, task.split, seed, task.max_examples)
 
 
@@ -133,7 +133,7 @@ def example_ids(rows: Any) -> list[Any]:
     return list(range(len(rows)))
 
 
-def _ci(values: Sequence[float], settings: Any) -> dict[str, float]:
+def bootstrap_interval(values: Sequence[float], settings: Any) -> dict[str, float]:
     return bootstrap_ci(
         np.asarray(values, dtype=np.float64), settings.resamples, settings.confidence, settings.seed
     )
@@ -224,7 +224,7 @@ def run_summarization(task: PlannedTask, ctx: TaskContext, progress: Any) -> Tas
     from monolm.models.generation import generate_summaries
 
     ds = task.dataset
-    rows = _rows(task, ctx.subject.seed)
+    rows = task_rows(task, ctx.subject.seed)
     _require_fields(task, rows, [ds.source_field, ds.target_field])
     sources = [ds.source_prefix + text for text in rows[ds.source_field]]
     references = list(rows[ds.target_field])
@@ -252,7 +252,9 @@ def run_summarization(task: PlannedTask, ctx: TaskContext, progress: Any) -> Tas
             _ids(rows), sources, references, generated, scores, strict=True
         )
     ]
-    metrics = {k: _ci([row[k] for row in out_rows], ctx.bootstrap) for k in ROUGE_TYPES}
+    metrics = {
+        k: bootstrap_interval([row[k] for row in out_rows], ctx.bootstrap) for k in ROUGE_TYPES
+    }
     return TaskResult(
         metrics,
         out_rows,
@@ -279,7 +281,7 @@ def run_perplexity(task: PlannedTask, ctx: TaskContext, progress: Any) -> TaskRe
     from monolm.metrics.likelihood import document_loglikelihoods, perplexities
 
     ds = task.dataset
-    rows = _rows(task, ctx.subject.seed)
+    rows = task_rows(task, ctx.subject.seed)
     _require_fields(task, rows, [ds.text_field])
     # lm-eval scores an empty document as 0 nats over 0 tokens but still counts its one "word"
     # (re.split on "" gives [""]), which would bias word perplexity; they are left out and the
@@ -356,7 +358,7 @@ def run_perplexity(task: PlannedTask, ctx: TaskContext, progress: Any) -> TaskRe
 def run_lambada(task: PlannedTask, ctx: TaskContext, progress: Any) -> TaskResult:
     from monolm.metrics.likelihood import lambada_request, lambada_scores
 
-    rows = _rows(task, ctx.subject.seed)
+    rows = task_rows(task, ctx.subject.seed)
     _require_fields(task, rows, [task.dataset.text_field])
     texts = list(rows[task.dataset.text_field])
     with ctx.inference():
@@ -381,7 +383,7 @@ def run_lambada(task: PlannedTask, ctx: TaskContext, progress: Any) -> TaskResul
                 "correct": int(score["correct"]),
             }
         )
-    mean_ll = _ci([r["loglikelihood"] for r in out_rows], ctx.bootstrap)
+    mean_ll = bootstrap_interval([r["loglikelihood"] for r in out_rows], ctx.bootstrap)
     perplexity = {
         **mean_ll,
         "mean": float(np.exp(-mean_ll["mean"])),
@@ -389,7 +391,7 @@ def run_lambada(task: PlannedTask, ctx: TaskContext, progress: Any) -> TaskResul
         "high": float(np.exp(-mean_ll["low"])),
     }
     metrics = {
-        "acc": _ci([r["correct"] for r in out_rows], ctx.bootstrap),
+        "acc": bootstrap_interval([r["correct"] for r in out_rows], ctx.bootstrap),
         "perplexity": perplexity,
     }
     return TaskResult(
@@ -407,7 +409,7 @@ def run_lambada(task: PlannedTask, ctx: TaskContext, progress: Any) -> TaskResul
 def run_hellaswag(task: PlannedTask, ctx: TaskContext, progress: Any) -> TaskResult:
     from monolm.metrics.likelihood import hellaswag_query, hellaswag_scores
 
-    rows = _rows(task, ctx.subject.seed)
+    rows = task_rows(task, ctx.subject.seed)
     _require_fields(task, rows, ["ctx_a", "ctx_b", "endings", "label", "activity_label"])
     examples = [dict(row) for row in rows]
     with ctx.inference():
@@ -432,7 +434,10 @@ def run_hellaswag(task: PlannedTask, ctx: TaskContext, progress: Any) -> TaskRes
                 **score,
             }
         )
-    metrics = {key: _ci([r[key] for r in out_rows], ctx.bootstrap) for key in ("acc", "acc_norm")}
+    metrics = {
+        key: bootstrap_interval([r[key] for r in out_rows], ctx.bootstrap)
+        for key in ("acc", "acc_norm")
+    }
     return TaskResult(
         metrics,
         out_rows,
