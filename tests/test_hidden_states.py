@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from monolm.models.hidden_states import layer_states
+from monolm.models.hidden_states import example_of_rows, layer_states
 from monolm.subjects import load_subject, resolve_model
 from tests.helpers import CONF
 
@@ -58,3 +58,15 @@ def test_an_unknown_pooling_is_refused() -> None:
     loaded = subject("tiny_pythia")
     with pytest.raises(ValueError, match="mean, tokens"):
         layer_states(loaded.model, loaded.tokenizer, TEXTS, 2, 64, pooling="max")
+
+
+def test_each_token_row_knows_its_text() -> None:
+    """Intervals resample texts, not tokens: the rows of one text stay together."""
+    loaded = subject("tiny_pythia")
+    states = layer_states(
+        loaded.model, loaded.tokenizer, TEXTS, batch_size=2, max_length=64, pooling="tokens"
+    )
+    rows = example_of_rows(loaded.tokenizer, TEXTS, max_length=64, pooling="tokens")
+    assert len(rows) == states["layer.0"].shape[0]
+    assert list(np.bincount(rows)) == [len(loaded.tokenizer(t)["input_ids"]) for t in TEXTS]
+    assert list(example_of_rows(loaded.tokenizer, TEXTS, 64)) == [0, 1, 2]

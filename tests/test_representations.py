@@ -11,6 +11,7 @@ from monolm.metrics.representations import (
     cka_matrix,
     gram_linear,
     gram_rbf,
+    half_sample_intervals,
     linear_cka,
     minibatch_cka,
     rbf_cka,
@@ -124,3 +125,45 @@ def test_the_layer_matrix_holds_every_pair_and_its_diagonal_the_same_layers() ->
             expected = linear_cka(layers_a[i], layers_b[j], debiased=True)
             assert matrix[i, j] == pytest.approx(expected, abs=1e-12)
     assert abs(matrix[2, 2]) < 0.2  # unrelated
+
+
+def _related(rng: np.random.Generator, n: int, mixing: np.ndarray) -> tuple[np.ndarray, ...]:
+    x = rng.normal(size=(n, mixing.shape[0]))
+    return x, x @ mixing + 1.5 * rng.normal(size=(n, mixing.shape[1]))
+
+
+def test_half_sample_intervals_cover_the_population_value_at_their_level() -> None:
+    """90% intervals from samples of 40 examples contain the population CKA (computed on
+    200 000 examples, where the biased and debiased estimators agree) about 90% of the time."""
+    rng = np.random.default_rng(0)
+    mixing = 0.5 * rng.normal(size=(8, 8))
+    truth = linear_cka(*_related(rng, 200_000, mixing))
+    hits = []
+    for rep in range(100):
+        x, y = _related(rng, 40, mixing)
+        low, high = half_sample_intervals(
+            [(gram_linear(x), gram_linear(y))], np.arange(40), 100, 0.9, seed=rep
+        )
+        hits.append(low[0] <= truth <= high[0])
+    assert 0.8 <= np.mean(hits) <= 0.98
+
+
+def test_half_sample_intervals_hold_each_pair_and_their_mean_and_resample_whole_examples() -> None:
+    rng = np.random.default_rng(1)
+    x, y = _related(rng, 30, 0.5 * rng.normal(size=(8, 8)))
+    pairs = [(gram_linear(x), gram_linear(y)), (gram_linear(x), gram_linear(x))]
+    low, high = half_sample_intervals(pairs, np.arange(30), 200, 0.9, seed=0)
+    assert low.shape == high.shape == (3,)
+    point = linear_cka(x, y, debiased=True)
+    assert low[0] < point < high[0]
+    assert low[1] == pytest.approx(1.0) and high[1] == pytest.approx(1.0)  # CKA(X, X) = 1 always
+    assert low[2] < (point + 1) / 2 < high[2]
+    # three token rows per example: whole examples are kept or dropped (30 examples, 90 rows)
+    tokens = np.repeat(np.arange(30), 3)
+    x3, y3 = np.repeat(x, 3, axis=0), np.repeat(y, 3, axis=0)
+    low3, high3 = half_sample_intervals(
+        [(gram_linear(x3), gram_linear(y3))], tokens, 50, 0.9, seed=0
+    )
+    assert low3[0] < linear_cka(x3, y3, debiased=True) < high3[0]
+    with pytest.raises(ValueError, match="at least 8 examples"):
+        half_sample_intervals(pairs, np.arange(6), 10, 0.9, seed=0)

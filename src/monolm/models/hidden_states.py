@@ -100,3 +100,23 @@ def _seq2seq_states(
     for i, h in enumerate(out.decoder_hidden_states[1:]):
         found[f"decoder.{i}"] = _pooled(h.double(), decoder_mask, pooling)
     return found
+
+
+def example_of_rows(
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    max_length: int,
+    pooling: str = "mean",
+    as_targets: bool = False,
+) -> np.ndarray:
+    """The text each row of `layer_states` comes from (its index in `texts`), tokenised as
+    `layer_states` does: one row per text when pooled, one per kept token otherwise.
+    `as_targets`: the texts are a T5 decoder's targets."""
+    if pooling == "mean":
+        return np.arange(len(texts))
+    key = "text_target" if as_targets else "text"
+    lengths = [
+        len(tokenizer(**{key: text}, truncation=True, max_length=max_length)["input_ids"])
+        for text in texts
+    ]
+    return np.repeat(np.arange(len(texts)), lengths)
