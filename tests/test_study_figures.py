@@ -14,8 +14,8 @@ import matplotlib
 import pytest
 from matplotlib.colors import to_hex
 
-from monolm.study import figures
-from monolm.study.figures import (
+from monolm import figures
+from monolm.figures import (
     OKABE_ITO,
     ArmCurves,
     ArmTradeoff,
@@ -123,7 +123,7 @@ def test_agg_backend_is_chosen_on_import() -> None:
     assert matplotlib.get_backend().lower() == "agg"
     # Also where the environment asks for another backend (a fresh interpreter: a test process
     # may have chosen one already).
-    code = "import matplotlib, monolm.study.figures; print(matplotlib.get_backend())"
+    code = "import matplotlib, monolm.figures; print(matplotlib.get_backend())"
     environment = {**os.environ, "MPLBACKEND": "pdf"}
     result = subprocess.run(
         [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True

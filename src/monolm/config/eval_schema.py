@@ -21,6 +21,7 @@ TASK_KINDS = (
     "classification",
     "question_answering",
     "monotonicity",
+    "cka",
 )
 BASELINES = ("majority", "uniform")  # evaluate.py baseline=<name>: a subject with no model
 
@@ -67,6 +68,25 @@ class BootstrapConfig:
 
 
 @dataclass
+class CkaConfig:
+    """Task kind `cka` (src/monolm/evaluation/representations.py): the evaluated subject's layer
+    representations against other subjects' on the same inputs.
+
+    `against` and each `floor` entry name subjects as `attack.transfer_to` does: a train run dir,
+    a conf/model option, an export or model directory, or a hub id. A floor is two runs of one
+    arm that differ only by their seed: how far two seeds drift apart. Subjects are labelled by
+    the shortest end of their path that tells them apart (`none/s0`, `tiny_pythia`).
+    """
+
+    against: list[str] = field(default_factory=list)
+    all_pairs: bool = False  # also compare the `against` subjects with each other
+    floor: list[list[str]] = field(default_factory=list)  # [[run, run], ...]
+    pooling: str = "mean"  # mean: one row per example; tokens: one row per non-padding token
+    max_length: int = 128  # tokens read per input (truncated)
+    max_rows: int = 2048  # token pooling: more rows is an error (gram matrices are rows^2)
+
+
+@dataclass
 class EvaluateConfig:
     run_dir: str | None = None  # a train.py run dir (or a sweep dir of them)
     checkpoint: str | None = None  # a checkpoint file inside it; null: checkpoints/last.ckpt
@@ -81,6 +101,7 @@ class EvaluateConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     perplexity: PerplexityConfig = field(default_factory=PerplexityConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    cka: CkaConfig = field(default_factory=CkaConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
 

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from monolm.config.eval_schema import check_measurement_settings
 from monolm.evaluation.baselines import BaselineSubject, resolve_baseline, run_baseline
+from monolm.evaluation.representations import plan_cka
 from monolm.evaluation.runners import RUNNERS
 from monolm.evaluation.tasks import PlannedTask, TaskContext, plan_tasks
 from monolm.inference import placement_of
@@ -56,6 +57,9 @@ def _write(
         result = results[task.name]
         examples = out_dir / examples_file(task.name)
         write_jsonl(examples, result.rows)
+        files = []
+        for name, write in result.files.items():
+            files += [Path(p).name for p in write(out_dir / name) or [out_dir / name]]
         tasks[task.name] = {
             "kind": task.kind,
             "dataset": task.dataset.name if task.dataset is not None else None,
@@ -65,6 +69,7 @@ def _write(
             "metrics": result.metrics,
             **result.info,
             "examples_file": examples.name,
+            **({"files": files} if files else {}),
         }
     payload = {
         **provenance(OmegaConf.to_container(cfg, resolve=True), int(cfg.seed)),
@@ -81,6 +86,9 @@ def evaluate(cfg: DictConfig, conf_dir: Path) -> list[Path]:
     check_measurement_settings(cfg)
     placement = placement_of(cfg)
     plans = plan_subjects(cfg, conf_dir)
+    cka = plan_cka(cfg, conf_dir, [ref for ref, _ in plans if isinstance(ref, SubjectRef)])
+    if cka is not None:
+        cka.device = placement.torch_device
     out_root = Path(cfg.paths.output_dir)
     written = []
     for ref, tasks in plans:
@@ -89,7 +97,7 @@ def evaluate(cfg: DictConfig, conf_dir: Path) -> list[Path]:
         else:
             subject, runners = load_subject(ref, cfg.paths.cache_dir, int(cfg.seed)), RUNNERS
             subject.model.to(placement.torch_device)
-        context = TaskContext.of(subject, cfg, placement.autocast_dtype)
+        context = TaskContext.of(subject, cfg, placement.autocast_dtype, cka)
         results = {}
         for task in tasks:
             with tqdm(total=0, unit="ex", dynamic_ncols=True, leave=False) as progress:

@@ -11,6 +11,7 @@ from typing import Any
 
 from monolm.evaluation.classification import run_classification
 from monolm.evaluation.question_answering import run_question_answering
+from monolm.evaluation.representations import run_cka
 from monolm.evaluation.tasks import (
     PlannedTask,
     TaskContext,
@@ -30,4 +31,5 @@ RUNNERS: dict[str, Callable[[PlannedTask, TaskContext, Any], TaskResult]] = {
     "classification": run_classification,
     "question_answering": run_question_answering,
     "monotonicity": run_monotonicity,
+    "cka": run_cka,
 }

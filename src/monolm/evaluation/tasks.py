@@ -49,6 +49,9 @@ class TaskResult:
     metrics: dict[str, dict[str, float]]
     rows: list[dict[str, Any]]
     info: dict[str, Any] = field(default_factory=dict)
+    # more output files beside eval.json: file name -> what writes it (given the path; it
+    # returns the paths written when they are more than that one)
+    files: dict[str, Callable[[Path], Any]] = field(default_factory=dict)
 
 
 def own_kind(dataset: DictConfig, family: str) -> str:
@@ -75,7 +78,7 @@ def plan_tasks(
                 f"task.{name}.kind='{task.kind}': {did_you_mean(task.kind, TASK_KINDS)}"
             )
         kind, dataset, split = task.kind, None, task.split
-        if kind in ("own", "monotonicity"):
+        if kind in ("own", "monotonicity") or (kind == "cka" and task.dataset is None):
             dataset = (  # a copy: one task's data_files must not reach another's (or the run's)
                 OmegaConf.create(OmegaConf.to_container(own_dataset, resolve=True))
                 if own_dataset is not None
@@ -83,8 +86,8 @@ def plan_tasks(
             )
             if kind == "own":
                 kind = own_kind(dataset, family)
-                if kind in PROMPTED_TASKS and split is None:
-                    split = REPORTING_SPLIT
+            if kind in (*PROMPTED_TASKS, "cka") and dataset.task in PROMPTED_TASKS:
+                split = split or REPORTING_SPLIT
         elif task.dataset is None:
             raise UserError(f"task.{name} ({kind}) names no dataset: set task.{name}.dataset")
         else:
@@ -178,10 +181,11 @@ class TaskContext:
     batch_size: int
     seed: int
     autocast_dtype: torch.dtype | None
+    cka: Any = None  # the checked `cka` settings (evaluation.representations.CkaPlan) or None
 
     @classmethod
     def of(
-        cls, subject: Subject, cfg: DictConfig, autocast_dtype: torch.dtype | None
+        cls, subject: Subject, cfg: DictConfig, autocast_dtype: torch.dtype | None, cka: Any = None
     ) -> TaskContext:
         return cls(
             subject,
@@ -191,6 +195,7 @@ class TaskContext:
             int(cfg.batch_size),
             int(cfg.seed),
             autocast_dtype,
+            cka,
         )
 
     def inference(self) -> AbstractContextManager[None]:

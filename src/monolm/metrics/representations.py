@@ -136,54 +136,64 @@ def minibatch_cka(pairs: Iterable[tuple[Any, Any]]) -> float:
     return accumulator.compute()
 
 
+def cka_of_centred(centred_x: torch.Tensor, centred_y: torch.Tensor) -> float:
+    """CKA of two gram matrices already centred (`centre_gram`): centre each once and compare
+    it with many."""
+    norms = torch.linalg.norm(centred_x) * torch.linalg.norm(centred_y)
+    return float((centred_x * centred_y).sum() / norms)
+
+
 def cka_matrix(layers_a: list[Any], layers_b: list[Any], debiased: bool = True) -> np.ndarray:
     """Linear CKA of every layer of one subject with every layer of another (rows: a's layers),
     on the same examples; its diagonal compares layer i with layer i."""
-    grams_a = [gram_linear(x) for x in layers_a]
-    grams_b = [gram_linear(y) for y in layers_b]
-    return np.array([[cka_from_grams(ga, gb, debiased) for gb in grams_b] for ga in grams_a])
-
-
-def _debiased_pair(gram_x: torch.Tensor, gram_y: torch.Tensor) -> float:
-    return cka_from_grams(gram_x, gram_y, debiased=True)
+    centred_a = [centre_gram(gram_linear(x), debiased) for x in layers_a]
+    centred_b = [centre_gram(gram_linear(y), debiased) for y in layers_b]
+    return np.array([[cka_of_centred(a, b) for b in centred_b] for a in centred_a])
 
 
 def half_sample_intervals(
     gram_pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
-    groups: np.ndarray,
+    groups: np.ndarray | Sequence[np.ndarray],
     resamples: int,
     confidence: float,
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Confidence intervals of debiased CKA, each pair and their mean, by half-sampling examples.
 
-    Each replicate keeps a random half of the examples (`groups[i]`: the example row i belongs
-    to; a row per example when pooled, a row per token otherwise), drawn without replacement,
-    and recomputes every pair's CKA on their rows. The ordinary bootstrap does not work here:
-    an example drawn twice gives two identical rows, which the U-statistic takes for two
-    perfectly similar examples, so every replicate comes out higher than the estimate (0.50 and
-    up around a point value of 0.49). For half-samples, var(theta_half - theta_n) =
-    var(theta_n) (sampling without replacement, m = n / 2: sigma^2 (1/m - 1/n) = sigma^2 / n),
-    so the basic interval [2 theta_n - q_hi, 2 theta_n - q_lo] applies, which also removes the
-    estimator's O(1/n) bias to first order. Coverage is checked in the tests.
+    Each replicate keeps a random half of the examples, drawn without replacement, and
+    recomputes every pair's CKA on their rows. `groups[i]` is the example row i belongs to (a
+    row per example when pooled, a row per token otherwise); one array for every pair, or one
+    per pair (a T5's encoder and decoder rows are different tokens of the same examples).
+
+    The ordinary bootstrap does not work here: an example drawn twice gives two identical rows,
+    which the U-statistic takes for two perfectly similar examples, so every replicate comes out
+    higher than the estimate (0.50 and up around a point value of 0.49). For half-samples,
+    var(theta_half - theta_n) = var(theta_n) (without replacement, m = n / 2: sigma^2 (1/m -
+    1/n) = sigma^2 / n), so the basic interval [2 theta_n - q_hi, 2 theta_n - q_lo] applies,
+    which also removes the estimator's O(1/n) bias to first order. Coverage is tested.
 
     Returns (low, high) arrays of length len(gram_pairs) + 1: each pair's, then their mean's.
     """
-    groups = np.asarray(groups)
-    examples = np.unique(groups)
+    if isinstance(groups, np.ndarray):
+        per_pair = [groups] * len(gram_pairs)
+    else:
+        per_pair = [np.asarray(g) for g in groups]
+    examples = np.unique(np.concatenate(per_pair))
     half = len(examples) // 2
     if half < MIN_BATCH:
         raise ValueError(f"intervals need at least {2 * MIN_BATCH} examples, got {len(examples)}")
     if not 0 < confidence < 1 or resamples < 1:
         raise ValueError(f"resamples={resamples} >= 1 and confidence={confidence} in (0, 1)")
-    point = np.array([_debiased_pair(gx, gy) for gx, gy in gram_pairs])
+    point = np.array([cka_from_grams(gx, gy, debiased=True) for gx, gy in gram_pairs])
     point = np.append(point, point.mean())
     rng = np.random.default_rng(seed)
     replicates = np.empty((resamples, len(point)))
     for r in range(resamples):
         kept = np.sort(rng.choice(examples, size=half, replace=False))
-        rows = torch.as_tensor(np.flatnonzero(np.isin(groups, kept)))
-        values = [_debiased_pair(gx[rows][:, rows], gy[rows][:, rows]) for gx, gy in gram_pairs]
+        values = []
+        for (gx, gy), rows_of in zip(gram_pairs, per_pair, strict=True):
+            rows = torch.as_tensor(np.flatnonzero(np.isin(rows_of, kept)), device=gx.device)
+            values.append(cka_from_grams(gx[rows][:, rows], gy[rows][:, rows], debiased=True))
         replicates[r] = [*values, float(np.mean(values))]
     tail = (1 - confidence) / 2
     q_low, q_high = np.quantile(replicates, [tail, 1 - tail], axis=0)

@@ -1,4 +1,4 @@
-"""The report's figures, drawn by `monolm.study.figures` from the numbers in results.json (and,
+"""The report's figures, drawn by `monolm.figures` from the numbers in results.json (and,
 for the training curves, the logged curves): quality vs robustness per subject and attack,
 success (or mean best gain) vs budget with the control dashed, the transfer heat map, training
 curves and a forest plot per headline comparison. A figure whose input is unusable is skipped
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from monolm.study import figures as fig
+from monolm import figures as fig
 from monolm.study.data import StudyData
 
 TRAINING_LABELS = {

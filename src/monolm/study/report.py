@@ -7,7 +7,7 @@ finished stage, and writes into `<study_dir>/report/`:
 - `report.md`: the study's note, then tables of those numbers and links to the figures; what
   the tests say is stated mechanically (p, adjusted p), nothing else is concluded;
 - `tables.tex`: booktabs tables of the per-arm summaries and the paired comparisons;
-- `figures/*.png|pdf` (`monolm.study.figures`).
+- `figures/*.png|pdf` (`monolm.figures`).
 
 A failed or missing stage is listed, never averaged: the arms summarise the seeds they have, and
 a seed missing in either arm of a comparison is dropped from it and named. The same files give

@@ -1,4 +1,5 @@
-"""Figures of the study report, drawn from plain typed values: no file is read, nothing estimated.
+"""Figures of the study report and of evaluate.py's CKA task, drawn from plain typed values: no file
+is read, nothing estimated.
 
 Each figure has two functions. `build_<figure>(...)` draws it and returns the open `Figure` (tests
 and notebooks inspect its artists; whoever builds one closes it with `plt.close`).
@@ -16,6 +17,7 @@ input gives byte-identical files: the PNG carries no software version, the PDF n
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -37,6 +39,9 @@ from matplotlib.ticker import MaxNLocator
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+
+# Embedding fonts in a PDF logs every table fontTools subsets at INFO: a page of noise per figure.
+logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision
 # deficiency. An arm's colour is its position in the order the arms are given.
@@ -674,3 +679,128 @@ def forest_plot(
         title=title,
     )
     return save_figure(fig, out)
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Representation similarity (CKA) of two subjects, layer by layer
+
+# Above this many layers a heat map's cells carry no printed value (they would not be legible).
+_MAX_ANNOTATED_LAYERS = 12
+_FLOOR_COLOUR = "#6E6E6E"
+_FLOOR_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1)))
+
+
+@dataclass(frozen=True)
+class LayerCurve:
+    """CKA of one comparison at each layer of `LayerSimilarity.layers`, with intervals."""
+
+    name: str
+    values: tuple[Interval, ...]
+
+
+def build_cka_heatmap(
+    values: Sequence[Sequence[float]] | np.ndarray,
+    rows: Sequence[str],
+    columns: Sequence[str],
+    *,
+    row_label: str = "layer of A",
+    column_label: str = "layer of B",
+    title: str | None = None,
+) -> Figure:
+    """CKA of every layer of one subject (rows) with every layer of another (columns), on a
+    fixed 0-1 scale (`HEATMAP_COLORMAP`); a NaN cell (not comparable) is grey. Values are printed
+    in the cells of matrices up to 12 layers a side. The debiased estimator can fall a little
+    below 0: colour and text are clipped to 0-1 (the values themselves are in cka.json)."""
+    matrix = _transfer_matrix(
+        np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0), rows, columns
+    )
+    n_rows, n_columns = matrix.shape
+    cmap = matplotlib.colormaps[HEATMAP_COLORMAP].with_extremes(bad=_MISSING_CELL)
+    norm = Normalize(vmin=0.0, vmax=1.0)
+    size = (max(4.0, 2.4 + 0.35 * n_columns), max(3.4, 1.6 + 0.3 * n_rows))
+    with _new_figure(size) as (fig, ax):
+        image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, norm=norm, origin="lower")
+        if max(n_rows, n_columns) <= _MAX_ANNOTATED_LAYERS:
+            for i, j in np.ndindex(n_rows, n_columns):
+                value = matrix[i, j]
+                red, green, blue, _ = cmap(norm(value)) if np.isfinite(value) else (1, 1, 1, 1)
+                luminance = 0.2126 * red + 0.7152 * green + 0.0722 * blue
+                text = "n/a" if np.isnan(value) else f"{value:.2f}"
+                colour = "white" if luminance < 0.5 else "black"
+                ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=7)
+        ax.set_xticks(range(n_columns), list(columns), rotation=45, ha="right")
+        ax.set_yticks(range(n_rows), list(rows))
+        fig.colorbar(image, ax=ax, label="CKA (debiased, linear)")
+        _finish(ax, column_label, row_label, title)
+    return fig
+
+
+def cka_heatmap(
+    values: Sequence[Sequence[float]] | np.ndarray,
+    rows: Sequence[str],
+    columns: Sequence[str],
+    out: Path,
+    *,
+    row_label: str = "layer of A",
+    column_label: str = "layer of B",
+    title: str | None = None,
+) -> list[Path]:
+    """`build_cka_heatmap`, saved as `<out>.png` and `<out>.pdf`."""
+    fig = build_cka_heatmap(
+        values, rows, columns, row_label=row_label, column_label=column_label, title=title
+    )
+    return save_figure(fig, out)
+
+
+def build_layer_similarity(
+    layers: Sequence[str],
+    comparisons: Sequence[LayerCurve],
+    floors: Sequence[LayerCurve] = (),
+    *,
+    title: str | None = None,
+) -> Figure:
+    """CKA per layer: each comparison a line with its interval as a band; each noise floor (two
+    seeds of one arm) a dashed line with the region from its lower bound up to 1 shaded: a
+    comparison inside it is as similar as two seeds of one arm are."""
+    names = [_name(layer, "a layer name") for layer in layers]
+    if not names:
+        raise ValueError("layers is empty: the plot needs at least one layer")
+    curves = [*comparisons, *floors]
+    if not comparisons:
+        raise ValueError("comparisons is empty: the plot needs at least one")
+    for curve in curves:
+        _same_length(curve.values, names, (f"'{curve.name}' values", "layers"))
+        _intervals(curve.values, f"'{curve.name}' values")
+    x = np.arange(len(names))
+    with _new_figure((max(4.5, 1.5 + 0.3 * len(names)), 3.4)) as (fig, ax):
+        for k, floor in enumerate(floors):
+            means = np.array([v.mean for v in floor.values])
+            lows = np.array([v.low if v.low is not None else v.mean for v in floor.values])
+            ax.fill_between(x, lows, np.ones_like(lows), color=_FLOOR_COLOUR, alpha=0.1, lw=0)
+            ax.plot(x, means, ls=_FLOOR_STYLES[k % len(_FLOOR_STYLES)], color=_FLOOR_COLOUR,
+                    label=f"seed floor: {floor.name} (shaded: its lower bound to 1)")  # fmt: skip
+        for k, curve in enumerate(comparisons):
+            colour = OKABE_ITO[k % len(OKABE_ITO)]
+            means = np.array([v.mean for v in curve.values])
+            ax.plot(x, means, marker="o", ms=3, color=colour, label=curve.name)
+            if all(v.low is not None for v in curve.values):
+                lows = np.array([v.low for v in curve.values])
+                highs = np.array([v.high for v in curve.values])
+                ax.fill_between(x, lows, highs, color=colour, alpha=0.25, lw=0)
+        ax.set_xticks(x, names, rotation=45, ha="right")
+        ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.02)
+        ax.legend(fontsize=7, frameon=False, loc="lower left")
+        _finish(ax, "layer", "CKA (debiased, linear)", title)
+    return fig
+
+
+def layer_similarity(
+    layers: Sequence[str],
+    comparisons: Sequence[LayerCurve],
+    out: Path,
+    floors: Sequence[LayerCurve] = (),
+    *,
+    title: str | None = None,
+) -> list[Path]:
+    """`build_layer_similarity`, saved as `<out>.png` and `<out>.pdf`."""
+    return save_figure(build_layer_similarity(layers, comparisons, floors, title=title), out)
