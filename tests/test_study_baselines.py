@@ -121,7 +121,7 @@ def test_a_baseline_drops_the_tasks_it_cannot_score(tmp_path: Path) -> None:
         ),
         (
             {"subjects": {"para": ["dataset=tiny_paraphrase"]}},
-            "study.subjects.para has no model=<option> override: baseline zero_shot",
+            "study.subjects.para has no model=<option> override: the zero_shot baseline",
         ),
         (
             {"subjects": {"para": [*PARA, "dataset.max_length=64"]}},

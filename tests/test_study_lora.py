@@ -31,6 +31,7 @@ SMALL = (
     *(f"study.subjects.{name}=[{_subject(data)}]" for name, data in SUBJECTS.items()),
     "study.seeds=[0]",
     'study.evaluate=["task=[own]","max_examples=16","bootstrap.resamples=50"]',
+    'study.representations.overrides=["task.cka.max_examples=16","bootstrap.resamples=50"]',
 )
 
 
@@ -124,3 +125,22 @@ def test_the_simple_baselines_stand_beside_the_arms(lora_study: Path) -> None:
     abstained = rows(lora_study / "baselines" / "tiny_llama_squad" / "majority"
                      / "own.examples.jsonl")  # fmt: skip
     assert all(r["prediction"] == "" for r in abstained)
+
+
+def test_the_report_shows_how_similar_the_arms_representations_are(lora_study: Path) -> None:
+    """CKA of full vs LoRA vs the base model, layer by layer, from the representations stage's
+    cka.json; with one seed there is no floor, and the table says so."""
+    results = json.loads((lora_study / "report" / "results.json").read_text())
+    for subject in SUBJECTS:
+        record = json.loads((lora_study / "representations" / subject / "cka.json").read_text())
+        found = results["subjects"][subject]["representations"]
+        pairs = [(c["a"], c["b"]) for c in found["comparisons"]]
+        assert pairs == [("full", "lora"), ("full", "tiny_llama"), ("lora", "tiny_llama")]
+        for mine, theirs in zip(found["comparisons"], record["comparisons"], strict=True):
+            assert mine["mean"] == theirs["mean"]
+            assert [d["layer"] for d in mine["layers"]] == [f"layer.{i}" for i in range(4)]
+        assert found["inputs"]["n"] == 16
+    report = (lora_study / "report" / "report.md").read_text()
+    assert "tiny_llama_squad: representation similarity (CKA, final models)" in report
+    assert "no seed floor: the study has one seed" in report
+    assert (lora_study / "report" / "figures" / "tiny_llama_squad-cka_layers.png").is_file()

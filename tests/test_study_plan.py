@@ -153,4 +153,7 @@ def test_the_real_studies_plan_and_every_stage_composes(option: str, tmp_path: P
     check_stages(tmp_path, CONF, stages)  # raises on any option, key or value that fails
     assert len(settings.seeds) == 3 and set(settings.arms) == {"none", "monotonic"}
     assert {s.kind for s in stages} == {"train", "evaluate", "attack", "control", "transfer",
-                                        "report"}  # fmt: skip
+                                        "representations", "report"}  # fmt: skip
+    (cka,) = [s for s in stages if s.kind == "representations"]  # one subject
+    base = "t5_small" if option == "t5_cnndm" else "pythia_1.4b"  # its experiment's model
+    assert any(o.startswith("cka.against=") and o.endswith(f"'{base}']") for o in cka.overrides)

@@ -92,25 +92,28 @@ class CkaPlan:
         return pairs + [Comparison(a, b, floor=True) for a, b in self.floors]
 
 
-def subject_labels(names: list[str]) -> dict[str, str]:
-    """Each subject as given -> the shortest end of its path that tells it apart from the
-    others, after the trailing parts every path shares (`runs/x/none/s0/train` and
-    `runs/x/mono/s0/train` -> `none/s0`, `mono/s0`); a hub id or option is its own label."""
-    parts = {name: Path(name).parts or (name,) for name in names}
-    paths = [p for p in parts.values() if len(p) > 1]
+def subject_labels(names: list[str], run_dirs: set[str]) -> dict[str, str]:
+    """Each subject as given -> a short label. Run dirs: the fewest trailing parts (the same
+    number for all) that tell them apart, after the trailing parts they all share
+    (`runs/x/none/s0/train`, `runs/x/mono/s0/train` -> `none/s0`, `mono/s0`); any other
+    subject: its last part (`EleutherAI/pythia-70m` -> `pythia-70m`), or its whole name when
+    that is taken."""
+    runs = [Path(n).parts for n in names if n in run_dirs]
     shared = 0
-    if len(paths) > 1:
-        while all(len(p) > shared + 1 for p in paths) and len({p[-1 - shared] for p in paths}) == 1:
-            shared += 1
-    trimmed = {n: p[: len(p) - shared] if len(p) > 1 else p for n, p in parts.items()}
-    labels = {}
-    for name, mine in trimmed.items():
-        for k in range(1, len(mine) + 1):
-            label = "/".join(mine[-k:])
-            others = ["/".join(p[-k:]) for n, p in trimmed.items() if n != name]
-            if label not in others or k == len(mine):
-                labels[name] = label
-                break
+    while len(runs) > 1 and all(len(p) > shared + 1 for p in runs):
+        if len({p[-1 - shared] for p in runs}) > 1:
+            break
+        shared += 1
+    trimmed = [p[: len(p) - shared] for p in runs]
+    depth = 1
+    while len({p[-depth:] for p in trimmed}) < len(trimmed) and depth < max(map(len, trimmed)):
+        depth += 1
+    labels = {n: "/".join(p[-depth:]) for n, p in zip([n for n in names if n in run_dirs], trimmed,
+                                                         strict=True)}  # fmt: skip
+    for name in names:
+        if name not in run_dirs:
+            short = Path(name).name or name
+            labels[name] = name if short in labels.values() else short
     return labels
 
 
@@ -155,7 +158,10 @@ def plan_cka(cfg: DictConfig, conf_dir: Path, evaluated: list[SubjectRef]) -> Ck
             f"task cka compares layers of one architecture family; these subjects are "
             f"{' and '.join(sorted(families))}"
         )
-    labels = subject_labels(list(dict.fromkeys([*(ref.name for ref in evaluated), *given])))
+    run_dirs = {ref.name for ref in [*evaluated, *resolved.values()] if ref.run is not None}
+    labels = subject_labels(
+        list(dict.fromkeys([*(ref.name for ref in evaluated), *given])), run_dirs
+    )
     return CkaPlan(
         settings,
         {labels[name]: ref for name, ref in resolved.items()},
@@ -351,7 +357,7 @@ def run_cka(task: PlannedTask, ctx: TaskContext, progress: Any) -> TaskResult:
         },
         "inputs": {
             "dataset": task.dataset.name,
-            "split": task.split,
+            "split": task.split or task.dataset.validation_split,
             "n": len(inputs.texts),
             "sha256": inputs.sha256(),
             "ids": inputs.ids,

@@ -1,14 +1,17 @@
 """A study dir's finished stages, loaded once: every run's evaluation and attacks, the transfers
 and the training curves, keyed by subject, arm, seed and checkpoint step (None: the final model);
-the simple baselines' evaluations, keyed by subject and baseline. Only done stages are read
+the simple baselines' evaluations, keyed by subject and baseline; each subject's cka.json. Only
+done stages are read
 (`records.stage_states`); failed, incomplete and missing ones are listed, never read."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from monolm.errors import UserError
+from monolm.evaluation.representations import CKA_RECORD
 from monolm.study.measures import (
     Measure,
     RunValues,
@@ -29,6 +32,7 @@ from monolm.study.records import (
     load_study,
     load_training_curves,
     load_transfer,
+    read_json,
     stage_states,
 )
 
@@ -52,6 +56,8 @@ class StudyData:
     curves: dict[tuple[str, str, int], dict[str, tuple[tuple[int, float], ...]] | None]
     # (subject, baseline) -> the simple baseline's evaluation (study.baselines)
     baselines: dict[tuple[str, str], dict[str, TaskRecord]] = field(default_factory=dict)
+    # subject -> its representations stage's cka.json (study.representations)
+    representations: dict[str, dict[str, Any]] = field(default_factory=dict)
     _cache: dict[tuple[str, RunKey], RunValues | None] = field(default_factory=dict)
 
     @property
@@ -125,6 +131,7 @@ def load_data(study_dir: Path) -> StudyData:
     transfers: dict[tuple[str, int, str, str], TransferRecord] = {}
     curves: dict[tuple[str, str, int], dict | None] = {}
     baselines: dict[tuple[str, str], dict[str, TaskRecord]] = {}
+    representations: dict[str, dict[str, Any]] = {}
     for stage in study.stages:
         # tuning trials and selections: the report's Tuning section reads them (report.py)
         if stage.kind in ("report", "tune", "select") or states[stage.key].state != "done":
@@ -132,6 +139,9 @@ def load_data(study_dir: Path) -> StudyData:
         out = study_dir / stage.dir
         if stage.simple_baseline is not None and stage.subject is not None:
             baselines[stage.subject, stage.simple_baseline] = load_eval(out)
+            continue
+        if stage.kind == "representations" and stage.subject is not None:
+            representations[stage.subject] = read_json(out / CKA_RECORD)
             continue
         if stage.subject is None or stage.seed is None or stage.arm is None:
             raise UserError(f"'{study.path}': stage {stage.key} names no subject, arm or seed")
@@ -154,4 +164,4 @@ def load_data(study_dir: Path) -> StudyData:
             run.attacks[stage.name or ""] = load_attack(out)
         elif stage.kind == "control":
             run.controls[stage.name or ""] = load_attack(out)
-    return StudyData(study_dir, study, states, runs, transfers, curves, baselines)
+    return StudyData(study_dir, study, states, runs, transfers, curves, baselines, representations)

@@ -191,6 +191,37 @@ def _forest(results: dict, subject: str) -> list[tuple[str, str, Callable]]:
     return jobs
 
 
+def _representations(results: dict, subject: str) -> list[tuple[str, str, Callable]]:
+    found = results["subjects"][subject].get("representations")
+    if not found:
+        return []
+    comparisons = found["comparisons"]
+    layers = [d["layer"] for d in comparisons[0]["layers"]]
+
+    def curve(c: dict[str, Any]) -> fig.LayerCurve:
+        by_layer = {d["layer"]: d for d in c["layers"]}
+        if [d["layer"] for d in c["layers"]] != layers:
+            raise ValueError(f"{c['a']} vs {c['b']} has other layers than {layers}")
+        return fig.LayerCurve(
+            f"{c['a']} vs {c['b']}",
+            tuple(
+                fig.Interval(by_layer[n]["cka"], by_layer[n]["low"], by_layer[n]["high"])
+                for n in layers
+            ),
+        )
+
+    def draw(out: Path) -> list[Path]:
+        return fig.layer_similarity(
+            layers,
+            [curve(c) for c in comparisons if not c["floor"]],
+            out,
+            [curve(c) for c in comparisons if c["floor"]],
+            title=f"{subject}: CKA per layer",
+        )
+
+    return [(_stem(subject, "cka_layers"), f"{subject}: CKA per layer, seed floors shaded", draw)]
+
+
 def draw_figures(
     data: StudyData, results: dict[str, Any], out: Path
 ) -> tuple[list[dict[str, str]], list[Path]]:
@@ -205,6 +236,7 @@ def draw_figures(
             *_transfer(results, subject),
             *_training(data, subject),
             *_forest(results, subject),
+            *_representations(results, subject),
         ]
         for name, title, draw in jobs:
             try:

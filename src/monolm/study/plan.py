@@ -14,6 +14,9 @@ Directories, relative to the study dir:
                                                            on the other arms of the seed
     baselines/<subject>/<baseline>                         evaluate.py on a simple baseline
                                                            (majority, uniform, zero_shot)
+    representations/<subject>                              evaluate.py task=[cka]: the arms'
+                                                           first-seed runs (and the base model)
+                                                           pairwise, each arm's seed floor
     report                                                 the study's report
 
 A stage is done when its outputs validate and the hash it recorded equals the plan's (its own
@@ -32,11 +35,21 @@ from typing import Any
 
 from monolm.run_dir import PERIODIC_CHECKPOINT_NAME
 from monolm.study.settings import AttackSpec, StudySettings
-from monolm.study.simple_baselines import baseline_stages, evaluated_tasks
+from monolm.study.simple_baselines import baseline_stages, evaluated_tasks, subject_model
 
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 STUDY_PLAN = "study.json"
-KINDS = ("tune", "select", "train", "evaluate", "attack", "control", "transfer", "report")
+KINDS = (
+    "tune",
+    "select",
+    "train",
+    "evaluate",
+    "attack",
+    "control",
+    "transfer",
+    "representations",
+    "report",
+)
 # a select stage's overrides: what it selects on, how, and each trial (JSON: dir, overrides)
 SELECT_METRIC, SELECT_MODE, SELECT_TRIAL = "select=", "mode=", "trial="
 
@@ -152,6 +165,8 @@ def build_plan(settings: StudySettings, study_dir: Path, conf_dir: Path = CONF_D
                 stages.append(train)
                 stages.extend(_per_run(settings, study_dir, train, base))
         stages.extend(_transfers(settings, study_dir, trains, subject))
+        if settings.representations is not None:
+            stages.append(_representations(settings, study_dir, conf_dir, trains, subject))
     stages.append(
         Stage(
             "report",
@@ -308,6 +323,56 @@ def _transfers(
                     name=name,
                     targets=targets,
                 )
+
+
+def _quoted(path: Path | str) -> str:
+    """A list element of an override, quoted (a path may hold characters Hydra parses)."""
+    return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _representations(
+    settings: StudySettings,
+    study_dir: Path,
+    conf_dir: Path,
+    trains: dict[tuple[str, int], Stage],
+    subject: str,
+) -> Stage:
+    """CKA of the subject's arms (their first seed's runs), pairwise and with the base model,
+    and each arm's first two seeds as its floor, in one evaluate.py call."""
+    spec = settings.representations
+    assert spec is not None
+    first, *others = settings.arms
+    seed = settings.seeds[0]
+    against = [study_dir / trains[arm, seed].dir for arm in others]
+    base = (
+        [subject_model(conf_dir, subject, settings.subjects[subject], "representations' base")]
+        if spec.base
+        else []
+    )
+    floors = [
+        f"[{_quoted(study_dir / trains[arm, seed].dir)},"
+        f"{_quoted(study_dir / trains[arm, settings.seeds[1]].dir)}]"
+        for arm in settings.arms
+        if len(settings.seeds) > 1
+    ]
+    used = [trains[arm, s] for arm in settings.arms for s in settings.seeds[:2]]
+    return Stage(
+        "representations",
+        f"{subject}/representations",
+        f"representations/{subject}",
+        (
+            f"run_dir={study_dir / trains[first, seed].dir}",
+            # a base model built from an architecture is then the first seed's initial weights
+            f"seed={seed}",
+            "task=[cka]",
+            f"cka.against=[{','.join(_quoted(p) for p in [*against, *base])}]",
+            "cka.all_pairs=true",
+            *([f"cka.floor=[{','.join(floors)}]"] if floors else []),
+            *spec.overrides,
+        ),
+        needs=tuple(stage.key for stage in used),
+        subject=subject,
+    )
 
 
 def plan_record(settings: StudySettings, study_dir: Path, stages: list[Stage]) -> dict[str, Any]:

@@ -126,6 +126,32 @@ def _tuning(data: StudyData) -> dict[str, Any] | None:
     }
 
 
+def _representations(data: StudyData, subject: str) -> dict[str, Any] | None:
+    """The subject's CKA (cka.json of its representations stage): per comparison (arm vs arm,
+    arm vs base, seed floor) the mean over layers and each layer, with intervals."""
+    record = data.representations.get(subject)
+    if record is None:
+        return None
+    comparisons = [
+        {
+            "a": c["a"],
+            "b": c["b"],
+            "floor": bool(c["floor"]),
+            "mean": c["mean"],
+            "layers": [{k: d[k] for k in ("layer", "cka", "low", "high")} for d in c["diagonal"]],
+        }
+        for c in record["comparisons"]
+    ]
+    inputs = record["inputs"]
+    return {
+        "estimator": record["estimator"],
+        "pooling": record["pooling"],
+        "interval": record["interval"],
+        "inputs": {k: inputs[k] for k in ("dataset", "split", "n", "sha256")},
+        "comparisons": comparisons,
+    }
+
+
 def _subject(data: StudyData, subject: str) -> dict[str, Any]:
     measures = data.measures(subject)
     comparisons = [c for m in measures for c in arm_comparisons(data, subject, m)]
@@ -153,6 +179,7 @@ def _subject(data: StudyData, subject: str) -> dict[str, Any]:
             name: budget_curves(data, subject, name) for name in data.settings.attacks
         },
         "training": _training(data, subject),
+        "representations": _representations(data, subject),
     }
 
 

@@ -434,6 +434,41 @@ def tuning_table(subject: str, results: dict[str, Any]) -> Table | None:
     )
 
 
+def representations_table(subject: str, results: dict[str, Any]) -> Table | None:
+    """CKA of each comparison (mean over layers, interval) beside the seed floors."""
+    found = results["subjects"][subject].get("representations")
+    if found is None:
+        return None
+    rows = [
+        (
+            f"{c['a']} vs {c['b']}",
+            "seed floor" if c["floor"] else "comparison",
+            str(len(c["layers"])),
+            estimate(c["mean"]["mean"], c["mean"]["low"], c["mean"]["high"]),
+        )
+        for c in found["comparisons"]
+    ]
+    interval = found["interval"]
+    notes = [
+        f"{found['estimator']}, {found['pooling']}-pooled, on {found['inputs']['n']} inputs of "
+        f"{found['inputs']['dataset']} ({found['inputs']['split'] or 'validation'}); mean over the "
+        f"layers of the same name; {interval['confidence']:.0%} intervals by half-sampling the "
+        f"inputs ({interval['resamples']} resamples)",
+        "seed floor: two runs of one arm that differ only by their seed; a comparison at or "
+        "above it is as similar as a change of seed makes two runs",
+    ]
+    if not any(c["floor"] for c in found["comparisons"]):
+        notes.append("no seed floor: the study has one seed")
+    return table(
+        f"{subject}: representation similarity (CKA, final models)",
+        ("comparison", "kind", "layers", "mean CKA"),
+        tuple(rows),
+        notes,
+        align="llrr",
+        label=f"tab:{subject}:cka",
+    )
+
+
 def markdown_report(results: dict[str, Any]) -> str:
     study = results["study"]
     parts = [f"# Study report: {study['name']}\n"]
@@ -475,6 +510,7 @@ def markdown_report(results: dict[str, Any]) -> str:
             *transfer_tables(subject, results),
             quality_table(subject, results),
             audit_table(subject, results),
+            representations_table(subject, results),
         ]
         parts += [markdown(t, 3) for t in tables if t is not None]
         figures = [f for f in results.get("figures", []) if f["subject"] == subject]
@@ -503,6 +539,7 @@ def latex_tables(results: dict[str, Any]) -> str:
             summary_table(subject, results),
             baselines_table(subject, results),
             comparison_table(subject, results),
+            representations_table(subject, results),
         ]
         tables += [t for t in found if t is not None]
     return header + "\n".join(latex(t) for t in tables)

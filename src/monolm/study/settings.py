@@ -1,6 +1,6 @@
 """What a study is (conf/study/<option>.yaml), as typed settings: arms x seeds x subjects, and
 the stages run on each (hyper-parameter tuning, evaluation, attacks with their controls,
-transfer, simple baselines)."""
+transfer, simple baselines, representation similarity)."""
 
 from __future__ import annotations
 
@@ -146,6 +146,18 @@ def _check_grid(where: str, grid: dict[str, list[Any]]) -> None:
 
 
 @dataclass
+class RepresentationSettings:
+    """A CKA stage per subject (evaluate.py task=[cka], docs/study.md): the first seed's run of
+    every arm compared with each other and, with `base`, with the subject's model untrained (its
+    model=<option>: the pretrained weights, or an architecture's seeded init); each arm's first
+    two seeds are its noise floor. `overrides`: evaluate.py overrides for the stage (e.g.
+    task.cka.max_examples=512, cka.pooling=tokens)."""
+
+    base: bool = True
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
 class StudySettings:
     """conf/study/<option>.yaml."""
 
@@ -170,6 +182,8 @@ class StudySettings:
     tuning: TuningSettings | None = None
     # simple baselines evaluated on each subject's tasks beside the arms (SIMPLE_BASELINES)
     baselines: list[str] = field(default_factory=list)
+    # CKA between the arms' representations (and the base model's), with seed floors; null: none
+    representations: RepresentationSettings | None = None
     note: str | None = None  # said at the top of the report (e.g. why budgets are small)
 
     def check(self) -> None:

@@ -24,7 +24,7 @@ its arms.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -118,17 +118,36 @@ def own_task(conf_dir: Path, subject: str, overrides: list[str]) -> tuple[str, t
     return str(kind), tuple(task)
 
 
-def _model(conf_dir: Path, subject: str, overrides: list[str]) -> str:
+def _experiment_model(conf_dir: Path, experiment: str) -> str | None:
+    """The model option conf/experiment/<experiment>.yaml selects (`override /model: <x>`)."""
+    path = conf_dir / "experiment" / f"{experiment}.yaml"
+    if not path.is_file():
+        return None
+    option = OmegaConf.to_container(OmegaConf.load(path))
+    for entry in option.get("defaults") or [] if isinstance(option, dict) else []:
+        if isinstance(entry, Mapping):
+            for key, value in entry.items():
+                if str(key).replace("override", "").strip().lstrip("/") == "model":
+                    return str(value)
+    return None
+
+
+def subject_model(conf_dir: Path, subject: str, overrides: list[str], why: str) -> str:
+    """The conf/model option `subject`'s overrides pick (what its base model is): its
+    model=<option>, else the one its experiment=<option> selects."""
     model = option_of(overrides, "model")
     where = f"study.subjects.{subject}"
+    experiment = option_of(overrides, "experiment")
+    if model is None and experiment is not None:
+        model = _experiment_model(conf_dir, experiment)
     if model is None:
         raise UserError(
-            f"{where} has no model=<option> override: baseline zero_shot evaluates that option "
-            "untrained; add model=<option> to it"
+            f"{where} has no model=<option> override: the {why} reads that option untrained; "
+            "add model=<option> to it"
         )
     if not (conf_dir / "model" / f"{model}.yaml").is_file():
-        raise UserError(f"{where}: model={model} is no conf/model option (baseline zero_shot)")
-    _refuse_key_overrides(subject, overrides, "model", "zero_shot baseline")
+        raise UserError(f"{where}: model={model} is no conf/model option ({why})")
+    _refuse_key_overrides(subject, overrides, "model", why)
     return model
 
 
@@ -156,7 +175,7 @@ def baseline_stages(
     for name in settings.baselines:
         where = f"{BASELINES_DIR}/{subject}/{name}"
         if name == "zero_shot":
-            model = _model(conf_dir, subject, subject_overrides)
+            model = subject_model(conf_dir, subject, subject_overrides, "zero_shot baseline")
             yield name, where, (*own, *evaluate, f"model={model}")
             continue
         applies = [task for task, kind in kinds.items() if kind in BASELINE_KINDS[name]]

@@ -56,7 +56,8 @@ class ExecutorSettings:
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
-    # per stage kind (tune, select, train, evaluate, attack, control, transfer, report);
+    # per stage kind (tune, select, train, evaluate, attack, control, transfer, representations,
+    # report);
     # `default` for the rest (tune: train's when not given); `baseline` for the arrays of the
     # model-free simple baselines (evaluate's when not given)
     resources: dict[str, StageResources] = field(default_factory=dict)
@@ -98,8 +99,19 @@ class ExecutorSettings:
         return self.resources_of(group.kind)
 
 
-GROUP_KINDS = ("tune", "select", "train", "evaluate", "attack", "control", "transfer", "report")
-RESOURCES_LIKE = {"tune": "train"}  # a tuning trial is a training run
+GROUP_KINDS = (
+    "tune",
+    "select",
+    "train",
+    "evaluate",
+    "attack",
+    "control",
+    "transfer",
+    "representations",
+    "report",
+)
+# a tuning trial is a training run; the representations stage an evaluation
+RESOURCES_LIKE = {"tune": "train", "representations": "evaluate"}
 # a model-free simple baseline (majority, uniform) is an evaluate stage that loads no model: its
 # array asks for `resources.baseline` when given (no GPU), else for what `evaluate` does
 MODEL_FREE_RESOURCES = "baseline"

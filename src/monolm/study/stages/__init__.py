@@ -1,6 +1,6 @@
 """The study's stages: each kind is one module here (train, select, evaluate, attack, transfer,
-report) registered in `KINDS` (a tuning trial, `tune`, is a training run); this module runs one
-stage, records it, and says whether it is done.
+representations, report) registered in `KINDS` (a tuning trial, `tune`, is a training run); this
+module runs one stage, records it, and says whether it is done.
 
 A stage's outputs go to its own dir (the plan's `dir`, relative to the study dir), and nothing
 else: a training run dir stays exactly what train.py writes. Its bookkeeping goes to
@@ -42,6 +42,7 @@ from monolm.study.stages.attack import ATTACK, CONTROL
 from monolm.study.stages.base import StageKind
 from monolm.study.stages.evaluate import EVALUATE
 from monolm.study.stages.report import REPORT
+from monolm.study.stages.representations import REPRESENTATIONS
 from monolm.study.stages.select import SELECT, chosen_overrides, parse_select
 from monolm.study.stages.train import CHOSEN, TRAIN, set_aside
 from monolm.study.stages.transfer import TRANSFER
@@ -54,6 +55,7 @@ KINDS: dict[str, StageKind] = {
     "attack": ATTACK,
     "control": CONTROL,
     "transfer": TRANSFER,
+    "representations": REPRESENTATIONS,
     "report": REPORT,
 }
 
@@ -72,6 +74,8 @@ def check_stages(study_dir: Path, conf_dir: Path, stages: list[Stage]) -> None:
     for stage in stages:
         if stage.kind == "train":
             shape = (stage.kind, stage.subject, stage.arm)
+        elif stage.kind == "representations":
+            shape = (stage.kind, stage.subject)
         elif stage.kind == "tune" or stage.simple_baseline is not None:
             shape = (stage.kind, stage.key)  # each subject's baselines read its own options
         else:

@@ -15,7 +15,7 @@ from monolm.study.stages.base import StageKind, valid_json
 SCRIPT = ("evaluate", "evaluate")
 
 
-def _run(study_dir: Path, conf_dir: Path, stage: Stage, out: Path) -> None:
+def run_evaluate(study_dir: Path, conf_dir: Path, stage: Stage, out: Path) -> None:
     from monolm.evaluation.run import evaluate
 
     evaluate(compose_script(conf_dir, *SCRIPT, stage.overrides, out), conf_dir)
@@ -32,4 +32,6 @@ def _plan_baseline(conf_dir: Path, stage: Stage, cfg: DictConfig) -> None:
     plan_subjects(cfg, conf_dir)
 
 
-EVALUATE = StageKind(_run, lambda out: valid_json(out / EVAL_RECORD), SCRIPT, _plan_baseline)
+EVALUATE = StageKind(
+    run_evaluate, lambda out: valid_json(out / EVAL_RECORD), SCRIPT, _plan_baseline
+)
