@@ -21,6 +21,7 @@ from monolm.figures import (
     ArmTradeoff,
     BudgetCurves,
     Interval,
+    LayerCurve,
     SeedCurve,
     arm_colours,
     build_forest_plot,
@@ -77,6 +78,15 @@ def arm_curves(arm: str) -> ArmCurves:
 
 
 TRANSFER = [[0.9, 0.4, math.nan], [0.35, 0.85, 0.2]]
+LAYERS = ["layer.0", "layer.1", "layer.2"]
+CKA = [[0.95, 0.6, 0.4], [0.5, 0.9, -0.01], [math.nan, 0.5, 0.85]]
+
+
+def layer_curve(name: str, level: float) -> LayerCurve:
+    return LayerCurve(name, tuple(Interval(level - 0.1 * i, level - 0.1 * i - 0.05,
+                                           level - 0.1 * i + 0.05) for i in range(3)))  # fmt: skip
+
+
 SOURCES, TARGETS = ["none", "monotonic"], ["none", "monotonic", "pythia-70m"]
 
 FIGURES: dict[str, Callable[[Path], list[Path]]] = {
@@ -97,6 +107,10 @@ FIGURES: dict[str, Callable[[Path], list[Path]]] = {
         metric="ROUGE-L F1",
         arm_a="monotonic",
         arm_b="none",
+    ),
+    "cka_heatmap": lambda out: figures.cka_heatmap(CKA, LAYERS, LAYERS, out),
+    "layer_similarity": lambda out: figures.layer_similarity(
+        LAYERS, [layer_curve("none vs monotonic", 0.7)], out, [layer_curve("none seeds", 0.8)]
     ),
 }
 
@@ -361,3 +375,37 @@ def test_bad_input_is_refused_naming_the_value(case: str) -> None:
     build, message = BAD_INPUT[case]
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def test_cka_heatmap_has_layer_rows_from_the_bottom_and_clips_below_zero() -> None:
+    fig = figures.build_cka_heatmap(CKA, LAYERS, LAYERS, row_label="layer of none")
+    try:
+        ax = fig.axes[0]
+        texts = {(text.get_position(), text.get_text()) for text in ax.texts}
+        assert ((0, 0), "0.95") in texts and ((0, 2), "n/a") in texts
+        assert ((2, 1), "0.00") in texts  # -0.01, a debiased estimate below 0, clipped
+        assert ax.get_ylabel() == "layer of none" and ax.images[0].origin == "lower"
+    finally:
+        plt.close(fig)
+
+
+def test_layer_similarity_draws_each_comparison_with_its_band_and_shades_each_floor() -> None:
+    comparisons = [layer_curve("none vs monotonic", 0.7), layer_curve("none vs base", 0.6)]
+    floor = layer_curve("none seeds", 0.8)
+    fig = figures.build_layer_similarity(LAYERS, comparisons, [floor])
+    try:
+        ax = fig.axes[0]
+        labels = [line.get_label() for line in ax.get_lines()]
+        assert labels[1:] == ["none vs monotonic", "none vs base"]
+        assert labels[0].startswith("seed floor: none seeds")
+        assert ax.get_lines()[0].get_linestyle() == "--"
+        shaded = ax.collections[0].get_paths()[0].vertices  # the floor: its lower bound to 1
+        assert shaded[:, 1].max() == pytest.approx(1.0)
+        assert shaded[:, 1].min() == pytest.approx(0.8 - 0.2 - 0.05)
+        assert len(ax.collections) == 3  # the floor's region and one band per comparison
+    finally:
+        plt.close(fig)
+    with pytest.raises(ValueError, match="'none seeds' values has 2 values and layers has 3"):
+        figures.build_layer_similarity(
+            LAYERS, comparisons, [LayerCurve("none seeds", floor.values[:2])]
+        )

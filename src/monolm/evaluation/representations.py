@@ -50,7 +50,7 @@ from monolm.metrics.representations import (
     half_sample_intervals,
 )
 from monolm.models.hidden_states import POOLINGS, example_of_rows, layer_states
-from monolm.provenance import write_json
+from monolm.provenance import provenance, write_json
 from monolm.subjects import Subject, SubjectRef, load_subject, resolve_target
 
 CKA_RECORD = "cka.json"
@@ -81,6 +81,7 @@ class CkaPlan:
     floors: list[tuple[str, str]]  # (label, label)
     labels: dict[str, str]  # every subject as given (the evaluated ones too) -> label
     cache_dir: str
+    config: dict[str, Any]  # evaluate's resolved config: cka.json records it
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def comparisons(self, evaluated: str) -> list[Comparison]:
@@ -169,6 +170,7 @@ def plan_cka(cfg: DictConfig, conf_dir: Path, evaluated: list[SubjectRef]) -> Ck
         [(labels[str(a)], labels[str(b)]) for a, b in settings.floor],
         labels,
         str(cfg.paths.cache_dir),
+        OmegaConf.to_container(cfg, resolve=True),
     )
 
 
@@ -346,6 +348,7 @@ def run_cka(task: PlannedTask, ctx: TaskContext, progress: Any) -> TaskResult:
         results.append(compare(grams[comparison.a], grams[comparison.b], comparison, ctx.bootstrap))
         progress.update(1)
     record = {
+        **provenance(plan.config, ctx.seed),
         "estimator": ESTIMATOR,
         "pooling": settings.pooling,
         "max_length": settings.max_length,

@@ -31,7 +31,7 @@ from typing import Any
 from monolm.config.eval_schema import BASELINES as MODEL_FREE_BASELINES
 from monolm.errors import UserError
 from monolm.provenance import write_json
-from monolm.study.plan import Stage
+from monolm.study.plan import KINDS, Stage
 from monolm.study.stages import is_done, run_stage
 
 SUBMISSIONS = "slurm.json"
@@ -99,17 +99,7 @@ class ExecutorSettings:
         return self.resources_of(group.kind)
 
 
-GROUP_KINDS = (
-    "tune",
-    "select",
-    "train",
-    "evaluate",
-    "attack",
-    "control",
-    "transfer",
-    "representations",
-    "report",
-)
+GROUP_KINDS = KINDS  # every kind of stage is a kind of array
 # a tuning trial is a training run; the representations stage an evaluation
 RESOURCES_LIKE = {"tune": "train", "representations": "evaluate"}
 # a model-free simple baseline (majority, uniform) is an evaluate stage that loads no model: its
