@@ -55,7 +55,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=None, help="default benchmarks/results")
     parser.add_argument("--results-md", type=Path, default=None)
-    parser.add_argument("--work", type=Path, default=None, help="scratch (checkpoints, runs)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="scratch for checkpoints and runs, on the disk measured (default: outputs/; "
+        "--cpu-smoke: --out)",
+    )
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--budget-s", type=float, default=None)
     args = parser.parse_args(argv)
@@ -63,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if args.cpu_smoke:
             parser.error("--cpu-smoke writes to a scratch directory: pass --out DIR")
         args.out = REPO / "benchmarks" / "results"
+    if args.work is None:
+        args.work = args.out if args.cpu_smoke else REPO / "outputs"
     if args.results_md is None:
         smoke = args.cpu_smoke
         args.results_md = args.out / "RESULTS.md" if smoke else REPO / "benchmarks" / "RESULTS.md"
@@ -103,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     json_path = _stamped(args.out, settings.name)
     logs = json_path.with_suffix("").with_name(json_path.stem + "-logs")
     logs.mkdir()
+    args.work.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="gpu-suite-", dir=args.work))
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     deadline = STARTED + budget - RESERVE_S

@@ -103,6 +103,17 @@ def flops_per_token(model: torch.nn.Module, seq_len: int) -> dict[str, int]:
 # --- environment and peak ---------------------------------------------------------------------
 
 
+def filesystem(path: Path) -> str:
+    """The type of the filesystem holding `path` (ext4, xfs, overlay, tmpfs, nfs...)."""
+    try:
+        mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return "unknown"
+    resolved = str(path.resolve())
+    holding = [(point, kind) for point, kind in mounts if resolved.startswith(point.rstrip("/"))]
+    return max(holding, key=lambda m: len(m[0]))[1] if holding else "unknown"
+
+
 def environment(s: SuiteSettings, work: Path) -> dict[str, Any]:
     info: dict[str, Any] = {
         "python": platform.python_version(),
@@ -114,6 +125,7 @@ def environment(s: SuiteSettings, work: Path) -> dict[str, Any]:
         "host_cpus": os.cpu_count(),
         "host_memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9,
         "work_disk_free_gb": shutil.disk_usage(work.parent).free / 1e9,
+        "work_filesystem": filesystem(work),
     }
     if s.device == "cuda":
         if not torch.cuda.is_available():
@@ -247,7 +259,7 @@ def train_loop(s: SuiteSettings, work: Path) -> dict[str, Any]:
     )
     tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
     model_config = load_model_config(cfg.model, tokenizer)
-    datamodule = TextDataModule(cfg.dataset, cfg.data, tokenizer, cfg.seed)
+    datamodule = TextDataModule(cfg.dataset, cfg.data, tokenizer, cfg.seed, cfg.model.family)
     datamodule.build()
     device, dtype = torch.device(s.device), AUTOCAST.get(s.precision)
     plain, lightning_rates = [], []
@@ -324,11 +336,17 @@ def attacks(s: SuiteSettings, work: Path) -> dict[str, Any]:
 def checkpoint(s: SuiteSettings, work: Path) -> dict[str, Any]:
     """checkpoint_cost: the full training checkpoint (fp32 weights and AdamW moments) of a
     2-step run, saved (AtomicCheckpointIO), fsynced, loaded weights-only and serialised, on
-    the work directory's disk."""
+    the work directory's disk (its filesystem recorded: a tmpfs would measure memory)."""
     overrides = train_overrides(s, s.train_model, s.checkpoint_seq_len, s.checkpoint_batch_size)
     overrides = [o for o in overrides if not o.startswith("model=")]
     row = measure_model(s.train_model, work, s.checkpoint_repeats, overrides, fit_saves=False)
-    return {**row, "gb": row["mb"] / 1e3, "repeats": s.checkpoint_repeats, "dir": str(work)}
+    return {
+        **row,
+        "gb": row["mb"] / 1e3,
+        "repeats": s.checkpoint_repeats,
+        "dir": str(work),
+        "filesystem": filesystem(work),
+    }
 
 
 # --- train.py's body: FSDP and resume ---------------------------------------------------------

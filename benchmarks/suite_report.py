@@ -140,7 +140,8 @@ def markdown(record: dict[str, Any], json_name: str) -> str:
         f"(`benchmarks/gpu_suite.sh{' --cpu-smoke' if record['suite'] == 'cpu-smoke' else ''}`)",
         "",
         f"torch {env.get('torch')}, CUDA {env.get('cuda')}, transformers "
-        f"{env.get('transformers')}, lightning {env.get('lightning')}; {s['train_model']} "
+        f"{env.get('transformers')}, lightning {env.get('lightning')}; work disk "
+        f"{env.get('work_filesystem')}; {s['train_model']} "
         f"{s['precision']}, batch {s['batch_size']} x {s['seq_len']}; suite wall "
         f"{record['wall_s']:.0f} s (budget {s['budget_s']:.0f} s); all figures in "
         f"`{json_name}`.",

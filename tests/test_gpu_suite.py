@@ -78,6 +78,7 @@ def test_the_cpu_smoke_runs_every_part_end_to_end(tmp_path: Path) -> None:
     assert "check the code path" in table
     assert _sha256(results) == before  # the smoke never writes into benchmarks/RESULTS.md
     assert (tmp_path / f"{json_path.stem}-logs" / "attack.log").is_file()
+    assert not list(tmp_path.glob("gpu-suite-*"))  # the scratch (runs, checkpoints) is gone
 
 
 def _returns() -> dict:
