@@ -81,6 +81,70 @@ def train_overrides(
     ]
 
 
+ARMS = {
+    "none": ("constraint=none",),
+    "softplus": ("constraint=monotonic", "constraint.parametrization=softplus"),
+    "project": ("constraint=monotonic", "constraint.parametrization=project"),
+}
+
+
+def train_configs(s: SuiteSettings, work: Path) -> dict[str, list[str]]:
+    """Every train.py config the parts compose, by name (tests compose and validate each one
+    at GPU sizes too: a typo in an override fails on a CPU, not on the GPU)."""
+    configs: dict[str, list[str]] = {}
+    horizon = s.repeats * 2 * (s.warmup + s.steps)  # the none arm's steps
+    for arm, extra in ARMS.items():
+        configs[f"train_constraint/{arm}"] = [
+            *train_overrides(s, s.train_model, s.seq_len, s.batch_size),
+            f"trainer.max_steps={horizon}",
+            *extra,
+            f"paths.output_dir={work / arm}",
+        ]
+    configs["train_loop"] = [
+        *train_overrides(s, s.train_model, s.seq_len, s.batch_size),
+        f"trainer.max_steps={s.loop_warmup + s.loop_steps}",
+        "trainer.limit_val_batches=0",
+        "callbacks.checkpoint_every_n_steps=1000000",
+        f"paths.output_dir={work / 'loop'}",
+    ]
+    configs["checkpoint"] = [  # after checkpoint_cost.measure_model's own (model=, 2 steps...)
+        *train_overrides(s, s.train_model, s.checkpoint_seq_len, s.checkpoint_batch_size),
+    ]
+    fsdp_trainer = ("trainer=fsdp", "trainer.devices=1", f"trainer.precision={s.precision}")
+    if s.device != "cuda":
+        fsdp_trainer += ("trainer.accelerator=cpu",)
+    configs["fsdp"] = [
+        *train_overrides(s, s.fsdp_model, s.small_seq_len, s.small_batch_size, fsdp_trainer),
+        "constraint=monotonic",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=null",
+        "dataset.max_validation_examples=8",
+        f"paths.output_dir={work / 'fsdp'}",
+    ]
+    resume = [
+        *train_overrides(s, s.resume_model, s.small_seq_len, s.small_batch_size),
+        "optim.schedule_steps=2",
+        "trainer.val_check_interval=null",
+        "dataset.max_validation_examples=8",
+    ]
+    for run, steps, folder in RESUME_RUNS:
+        configs[f"resume/{run}"] = [
+            *resume,
+            f"trainer.max_steps={steps}",
+            f"paths.output_dir={work / folder}",
+        ]
+    return configs
+
+
+# (name, steps, run dir): two straight runs, then one run in two segments
+RESUME_RUNS = (
+    ("straight", 2, "straight"),
+    ("again", 2, "again"),
+    ("first_step", 1, "resumed"),
+    ("resumed", 2, "resumed"),
+)
+
+
 def flops_per_token(model: torch.nn.Module, seq_len: int) -> dict[str, int]:
     """Training FLOPs per token: 6 x the parameters that multiply (all but an untied input
     embedding, a lookup) plus PaLM's attention term 12 x layers x hidden x sequence (the
@@ -190,27 +254,15 @@ def synthetic_batches(
     return batches
 
 
-ARMS = {
-    "none": ("constraint=none",),
-    "softplus": ("constraint=monotonic", "constraint.parametrization=softplus"),
-    "project": ("constraint=monotonic", "constraint.parametrization=project"),
-}
-
-
 def train_constraint(s: SuiteSettings, work: Path) -> dict[str, Any]:
     """constraint_overhead's training step (train.py's step: cached weights, clipping, the
     module's AdamW groups, schedule, projection) for none, monotonic softplus and monotonic
     project, built by train.py's `prepare`, on the same synthetic batches; the arms take turns
     step by step (none with each monotonic arm in turn)."""
-    device = torch.device(s.device)
-    total = s.repeats * 2 * (s.warmup + s.steps)  # the none arm's steps: the schedule's horizon
-    base = [
-        *train_overrides(s, s.train_model, s.seq_len, s.batch_size),
-        f"trainer.max_steps={total}",
-    ]
+    device, configs = torch.device(s.device), train_configs(s, work)
     arms = {}
-    for name, extra in ARMS.items():
-        cfg = compose_cfg([*base, *extra, f"paths.output_dir={work / name}"])
+    for name in ARMS:
+        cfg = compose_cfg(configs[f"train_constraint/{name}"])
         arms[name] = Arm(name, prepare(cfg), device, cfg.trainer.precision)
         log(f"built {name}: {len(arms[name].constraint.layers)} constrained layers")
     flops = flops_per_token(arms["none"].model, s.seq_len)
@@ -247,16 +299,7 @@ def train_constraint(s: SuiteSettings, work: Path) -> dict[str, Any]:
 def train_loop(s: SuiteSettings, work: Path) -> dict[str, Any]:
     """train_overhead: train.py's Lightning loop (prepare + fit, its callbacks and CSV logger;
     its final checkpoint save left out) vs a plain PyTorch loop on the same batches."""
-    steps = s.loop_warmup + s.loop_steps
-    cfg = compose_cfg(
-        [
-            *train_overrides(s, s.train_model, s.seq_len, s.batch_size),
-            f"trainer.max_steps={steps}",
-            "trainer.limit_val_batches=0",
-            "callbacks.checkpoint_every_n_steps=1000000",
-            f"paths.output_dir={work / 'loop'}",
-        ]
-    )
+    cfg = compose_cfg(train_configs(s, work)["train_loop"])
     tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
     model_config = load_model_config(cfg.model, tokenizer)
     datamodule = TextDataModule(cfg.dataset, cfg.data, tokenizer, cfg.seed, cfg.model.family)
@@ -337,8 +380,7 @@ def checkpoint(s: SuiteSettings, work: Path) -> dict[str, Any]:
     """checkpoint_cost: the full training checkpoint (fp32 weights and AdamW moments) of a
     2-step run, saved (AtomicCheckpointIO), fsynced, loaded weights-only and serialised, on
     the work directory's disk (its filesystem recorded: a tmpfs would measure memory)."""
-    overrides = train_overrides(s, s.train_model, s.checkpoint_seq_len, s.checkpoint_batch_size)
-    overrides = [o for o in overrides if not o.startswith("model=")]
+    overrides = [o for o in train_configs(s, work)["checkpoint"] if not o.startswith("model=")]
     row = measure_model(s.train_model, work, s.checkpoint_repeats, overrides, fit_saves=False)
     return {
         **row,
@@ -377,20 +419,8 @@ def _run_summary(run_dir: Path) -> dict[str, Any]:
 def fsdp(s: SuiteSettings, work: Path) -> dict[str, Any]:
     """train.py's body (`monolm.training.run.train`), trainer=fsdp on one device with
     constraint=monotonic (softplus parametrisation), 2 steps, a full-state checkpoint."""
-    option, run_dir = s.fsdp_model, work / "fsdp"
-    trainer = ("trainer=fsdp", "trainer.devices=1", f"trainer.precision={s.precision}")
-    if s.device != "cuda":
-        trainer += ("trainer.accelerator=cpu",)
-    cfg = compose_cfg(
-        [
-            *train_overrides(s, option, s.small_seq_len, s.small_batch_size, trainer),
-            "constraint=monotonic",
-            "trainer.max_steps=2",
-            "trainer.val_check_interval=null",
-            "dataset.max_validation_examples=8",
-            f"paths.output_dir={run_dir}",
-        ]
-    )
+    cfg = compose_cfg(train_configs(s, work)["fsdp"])
+    run_dir = Path(cfg.paths.output_dir)
     try:
         train(cfg)
     except ValueError as exc:
@@ -403,7 +433,7 @@ def fsdp(s: SuiteSettings, work: Path) -> dict[str, Any]:
     record = json.loads(RunDir(run_dir).transform_record("monotonicity").read_text())
     final = record["final"]
     return {
-        "model": option,
+        "model": s.fsdp_model,
         **_run_summary(run_dir),
         "constrained_min_weight": _weights_min(final),
         "summary": final["summary"],
@@ -451,22 +481,13 @@ def resume(s: SuiteSettings, work: Path) -> dict[str, Any]:
     two identical runs differ on this device), and 1 step then a resume to 2. bf16-mixed on a
     GPU is not bit-exact (cuBLAS/SDPA backward kernels may sum in any order): a resume is
     sound when it differs from the straight run by no more than two straight runs differ."""
-    common = [
-        *train_overrides(s, s.resume_model, s.small_seq_len, s.small_batch_size),
-        "optim.schedule_steps=2",
-        "trainer.val_check_interval=null",
-        "dataset.max_validation_examples=8",
-    ]
-    bound = s.bounds["resume"] / 3
-    dirs = {name: work / name for name in ("straight", "again", "resumed")}
-    for name in ("straight", "again"):
-        _train_in_child([*common, "trainer.max_steps=2", f"paths.output_dir={dirs[name]}"], bound)
-    for steps in (1, 2):
-        overrides = [*common, f"trainer.max_steps={steps}", f"paths.output_dir={dirs['resumed']}"]
-        _train_in_child(overrides, bound)
+    configs = train_configs(s, work)
+    for run, _, _ in RESUME_RUNS:  # in order: the resumed run's second segment comes last
+        _train_in_child(configs[f"resume/{run}"], s.bounds["resume"] / 3)
 
-    def last(name: str) -> dict[str, Any]:
-        return torch.load(RunDir(dirs[name]).last_checkpoint, weights_only=True, map_location="cpu")
+    def last(folder: str) -> dict[str, Any]:
+        path = RunDir(work / folder).last_checkpoint
+        return torch.load(path, weights_only=True, map_location="cpu")
 
     straight, again, resumed = last("straight"), last("again"), last("resumed")
     run_to_run, resumed_diff = _difference(straight, again), _difference(straight, resumed)

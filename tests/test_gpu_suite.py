@@ -23,6 +23,8 @@ import suite_report
 from suite_runner import PartSkipped, run_forked
 from suite_settings import CPU_SMOKE, GPU, PARTS
 
+OUT = "paths.output_dir=/tmp/unused"
+
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -167,3 +169,29 @@ def test_the_gpu_profile_measures_the_real_sizes_within_eight_minutes() -> None:
         "trainer=cpu",
         "trainer.precision=bf16-mixed",
     )
+
+
+@pytest.mark.parametrize("profile", [GPU, CPU_SMOKE], ids=["gpu", "cpu-smoke"])
+def test_every_config_the_suite_trains_composes_and_validates_at_its_sizes(profile) -> None:
+    """At GPU sizes too: a typo or an impossible value in any part's overrides fails here, on a
+    CPU, before the GPU's minutes are spent (no model is built)."""
+    from suite_parts import train_configs
+
+    from monolm.models.loading import load_model_config, max_positions
+    from monolm.training.validate import validate_max_length, validate_train_config
+    from tests.helpers import compose_train
+
+    configs = train_configs(profile, Path("/tmp/unused"))
+    assert {name.split("/")[0] for name in configs} == {
+        "train_constraint", "train_loop", "checkpoint", "fsdp", "resume",
+    }  # fmt: skip
+    for name, overrides in configs.items():
+        named = any(o.startswith("paths.output_dir=") for o in overrides)
+        cfg = compose_train(*overrides, *([] if named else [OUT]))
+        validate_train_config(cfg)
+        assert not cfg.model.pretrained and cfg.model.tokenizer == "bundled", name
+        config = load_model_config(cfg.model, None)  # the published architecture, offline
+        validate_max_length(cfg, max_positions(config))
+        if profile is GPU:
+            assert cfg.trainer.precision == "bf16-mixed", name
+            assert config.hidden_size in (2048, 768, 512), name  # real sizes, never shrunk
