@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import json
 import os
 import platform
@@ -44,6 +45,7 @@ from monolm.run_dir import RunDir
 from monolm.training.run import prepare, train
 
 AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+REPO = Path(__file__).resolve().parents[1]
 
 
 def log(*parts: Any) -> None:
@@ -178,6 +180,17 @@ def filesystem(path: Path) -> str:
     return max(holding, key=lambda m: len(m[0]))[1] if holding else "unknown"
 
 
+def source_sha256() -> str:
+    """A hash of the code and configs that ran (src/, benchmarks/, conf/, the entry points):
+    a copy of the working tree without .git is still matched to a commit by recomputing it."""
+    digest = hashlib.sha256()
+    files = [p for d in ("src", "benchmarks", "conf") for p in (REPO / d).rglob("*")]
+    files += [REPO / name for name in ("train.py", "evaluate.py", "attack.py")]
+    for path in sorted(p for p in files if p.suffix in (".py", ".yaml", ".sh") and p.is_file()):
+        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def environment(s: SuiteSettings, work: Path) -> dict[str, Any]:
     info: dict[str, Any] = {
         "python": platform.python_version(),
@@ -186,6 +199,7 @@ def environment(s: SuiteSettings, work: Path) -> dict[str, Any]:
         "transformers": transformers.__version__,
         "lightning": lightning.__version__,
         "code": code_version(),
+        "source_sha256": source_sha256(),
         "host_cpus": os.cpu_count(),
         "host_memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9,
         "work_disk_free_gb": shutil.disk_usage(work.parent).free / 1e9,
