@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         reason = f" ({outcome.reason})" if outcome.reason else ""
         print(f"  {name:<17} {outcome.status} in {outcome.wall_s:.1f} s{reason}", flush=True)
         if name == "environment" and outcome.status != "ok":
-            broken = f"not run: the environment part {outcome.status}"
+            broken = f"the environment part {outcome.status}: {outcome.reason}"
 
     figures = suite_report.headline(parts)
     record = {
