@@ -83,6 +83,26 @@ def test_the_cpu_smoke_runs_every_part_end_to_end(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("gpu-suite-*"))  # the scratch (runs, checkpoints) is gone
 
 
+@pytest.mark.slow
+def test_without_a_gpu_the_gpu_suite_stops_after_its_first_part_and_says_why(
+    tmp_path: Path,
+) -> None:
+    md = tmp_path / "RESULTS.md"
+    run = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_suite.sh"), "--out", str(tmp_path),
+         "--results-md", str(md), "--work", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHON": sys.executable},
+    )  # fmt: skip
+    assert run.returncode == 1
+    (json_path,) = tmp_path.glob("gpu-*.json")
+    parts = json.loads(json_path.read_text())["parts"]
+    assert parts["environment"]["status"] == "failed"
+    assert "no CUDA device is visible" in parts["environment"]["reason"]
+    assert all(parts[name]["status"] == "not_run" for name in PARTS[1:])
+    assert "| train_constraint | not_run |" in md.read_text()
+
+
 def _returns() -> dict:
     return {"value": 1}
 
