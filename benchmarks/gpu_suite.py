@@ -1,8 +1,9 @@
 """Every GPU figure in one prepared, offline run (run it through benchmarks/gpu_suite.sh).
 
-Parts, in order (suite_settings.PARTS; what each measures: suite_parts; sizes and time
-estimates: suite_settings): environment, matmul peak, pythia_1.4b bf16-mixed training with
-constraint none / monotonic softplus / monotonic project (tokens/s, MFU, step-time ratio),
+Parts, in order (suite_settings.PARTS; what each measures: suite_device, suite_parts,
+suite_runs; their configs: suite_configs; sizes and time estimates: suite_settings):
+environment, matmul peak, pythia_1.4b bf16-mixed training with constraint none / monotonic
+softplus / monotonic project (tokens/s, MFU, step-time ratio),
 train.py's loop vs a plain loop, evaluate's perplexity path vs a direct HF loop (and the FFN's
 dtype), HotFlip and UAT on t5_small and pythia_1.4b sizes, pythia_1.4b checkpoint save/load,
 a 2-step FSDP smoke with the parametrisation, a 2-step bf16-mixed resume check.

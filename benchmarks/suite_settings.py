@@ -164,5 +164,3 @@ CPU_SMOKE = replace(
     small_seq_len=64,
     small_batch_size=2,
 )
-
-PROFILES = {"gpu": GPU, "cpu-smoke": CPU_SMOKE}

@@ -195,7 +195,7 @@ def test_the_gpu_profile_measures_the_real_sizes_within_eight_minutes() -> None:
 def test_every_config_the_suite_trains_composes_and_validates_at_its_sizes(profile) -> None:
     """At GPU sizes too: a typo or an impossible value in any part's overrides fails here, on a
     CPU, before the GPU's minutes are spent (no model is built)."""
-    from suite_parts import train_configs
+    from suite_configs import train_configs
 
     from monolm.models.loading import load_model_config, max_positions
     from monolm.training.validate import validate_max_length, validate_train_config
