@@ -35,17 +35,18 @@ competing with other processes for a few cores distort them (`--threads 1` suffe
 `monolm.inference.Placement` (precision=auto: bf16 autocast on CUDA, fp32 on CPU). Causal LM
 examples are cut with attack.py's defaults (`ExampleSettings`: 128 context + 32 continuation
 tokens, at least 16 of context).
-`--gpu-sizes` (CUDA only) instead builds t5_small- and pythia_1.4b-sized models with random
-weights (the published shapes, or the config of a local copy named by `model.name_or_path=`)
-and records per-example HotFlip and GCG seconds (and the same figures; the audit only with
---audit-examples, ~vocabulary x input tokens forward passes per example) on random-token inputs
-(seq2seq 256 input / 64 target tokens; causal 96 context + 32 continuation): no tokenizer, no
-download.
+`--gpu-sizes` (CUDA only) instead builds t5_small and pythia_1.4b with random weights on their
+published architectures (conf/model `published`, `model.pretrained=false`; or the config of a
+local copy named by `model.name_or_path=`) and records per-example HotFlip and GCG seconds (and
+the same figures; the audit only with --audit-examples, ~vocabulary x input tokens forward passes
+per example) on random-token inputs (seq2seq 256 input / 64 target tokens; causal 96 context +
+32 continuation): no tokenizer, no download. `--attacks` picks the attacks (benchmarks/
+gpu_suite.sh runs HotFlip and UAT this way).
 
     python benchmarks/attack_efficiency.py [--models tiny_t5 tiny_pythia] [--examples 16]
         [--repeats 3] [--batch-size 32] [--device auto|cpu|cuda] [--precision auto|32|bf16]
         [--constraint none|monotonic] [--threads N] [--audit-examples 1] [--profile] [--gpu-sizes]
-        [overrides...]
+        [--attacks hotflip gcg uat] [overrides...]
 """
 
 from __future__ import annotations
@@ -58,14 +59,14 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
-from transformers import AutoConfig, PreTrainedModel
+from transformers import PreTrainedModel
 
 from monolm.attacks.audit import flip_losses
 from monolm.attacks.config import AttackRunConfig
@@ -92,38 +93,11 @@ TARGET_SHARE = {"hotflip": 0.80, "uat": 0.80, "gcg": 0.90, "audit": 0.90}
 # GCG as attack=gcg's defaults (top_k 16, B 512), 4 steps to keep the run short.
 GCG_SETTINGS = GCGSearchSettings(budget=5, steps=4, top_k=16, candidates=512)
 AUDIT_SAMPLE = 4096  # flips scored per audited example; the table's cost is projected
-# Published shapes (used unless model.name_or_path= names a local copy); random init.
-GPU_SIZES: dict[str, dict[str, Any]] = {
-    "t5_small": dict(
-        model_type="t5",
-        d_model=512,
-        d_ff=2048,
-        d_kv=64,
-        num_heads=8,
-        num_layers=6,
-        num_decoder_layers=6,
-        feed_forward_proj="relu",
-        vocab_size=32128,
-        pad_token_id=0,
-        eos_token_id=1,
-        decoder_start_token_id=0,
-    ),
-    "pythia_1.4b": dict(
-        model_type="gpt_neox",
-        hidden_size=2048,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        intermediate_size=8192,
-        rotary_pct=0.25,
-        max_position_embeddings=2048,
-        use_parallel_residual=True,
-        vocab_size=50304,
-        bos_token_id=0,
-        eos_token_id=0,
-        pad_token_id=0,
-    ),
-}
+# --gpu-sizes: these options' published architectures (conf/model, `model.published`; or the
+# config of a local copy named by model.name_or_path=), random init.
+SIZED_MODELS = ("t5_small", "pythia_1.4b")
 REAL_VOCAB = {"t5_small": 32000, "pythia_1.4b": 50277}  # rows that are real, non-special tokens
+KINDS = ("hotflip", "gcg", "uat")
 
 
 class RecordingObjective(Objective):
@@ -281,20 +255,35 @@ def tiny_examples(cfg: Any, tokenizer: Any, n: int) -> list[AttackExample]:
     return examples
 
 
+# Random-token inputs of --gpu-sizes: (input, target) tokens, seq2seq and causal LM.
+RANDOM_LENGTHS = {"seq2seq": (256, 64), "causal": (96, 32)}
+
+
 def random_examples(
-    seq2seq: bool, vocab: CandidateVocabulary, n: int, gen: torch.Generator
+    seq2seq: bool,
+    vocab: CandidateVocabulary,
+    n: int,
+    gen: torch.Generator,
+    lengths: tuple[int, int] | None = None,
 ) -> list[AttackExample]:
+    """`n` examples of random candidate tokens, `lengths` (input, target) tokens long (default
+    RANDOM_LENGTHS)."""
     ids = vocab.ids
+    source, target = lengths or RANDOM_LENGTHS["seq2seq" if seq2seq else "causal"]
 
     def draw(k: int) -> tuple[int, ...]:
         return tuple(ids[torch.randint(len(ids), (k,), generator=gen)].tolist())
 
     if seq2seq:  # "summarize:" stand-in, body, </s>; target + </s>
         return [
-            AttackExample(i, draw(3), draw(252), (1,), (*draw(63), 1), "", 256, "head")
+            AttackExample(
+                i, draw(3), draw(source - 4), (1,), (*draw(target - 1), 1), "", source, "head"
+            )
             for i in range(n)
         ]
-    return [AttackExample(i, (), draw(96), (), draw(32), "", 96, "tail") for i in range(n)]
+    return [
+        AttackExample(i, (), draw(source), (), draw(target), "", source, "tail") for i in range(n)
+    ]
 
 
 def measure(
@@ -357,6 +346,75 @@ def measure(
     return out
 
 
+def sized_subject(
+    cfg: Any, n: int, lengths: tuple[int, int] | None = None
+) -> tuple[PreTrainedModel, CandidateVocabulary, int, list[AttackExample], int]:
+    """The option's published architecture with random weights (the config of a local copy,
+    if model.name_or_path= names one) and random-token examples: no tokenizer, no download."""
+    cfg.model.pretrained = False
+    config = load_model_config(cfg.model, None)
+    model = load_model(cfg.model, config)
+    rows = model.get_input_embeddings().weight.shape[0]
+    mask = torch.zeros(rows, dtype=torch.bool)
+    mask[2 : min(REAL_VOCAB.get(cfg.model.name, rows), rows)] = True
+    vocab, pad_id = CandidateVocabulary(mask, {}), int(config.pad_token_id or 0)
+    examples = random_examples(
+        config.is_encoder_decoder, vocab, n, torch.Generator().manual_seed(0), lengths
+    )
+    return model, vocab, pad_id, examples, int(vocab.ids[0])
+
+
+def tiny_subject(
+    cfg: Any, n: int
+) -> tuple[PreTrainedModel, CandidateVocabulary, int, list[AttackExample], int]:
+    """The model with its tokenizer, on the bundled validation texts."""
+    tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
+    model = load_model(cfg.model, load_model_config(cfg.model, tokenizer))
+    vocab = candidate_vocabulary(tokenizer, model.get_input_embeddings().weight.shape[0])
+    the = tokenizer(" the", add_special_tokens=False)["input_ids"]
+    initial = the[0] if len(the) == 1 and vocab.mask[the[0]] else int(vocab.ids[0])
+    return model, vocab, tokenizer.pad_token_id, tiny_examples(cfg, tokenizer, n), initial
+
+
+def attack_rows(
+    models: Sequence[str],
+    args: argparse.Namespace,
+    overrides: Sequence[str],
+    kinds: Sequence[str],
+    sized: bool = False,
+    lengths: Mapping[str, tuple[int, int]] | None = None,
+) -> list[dict[str, Any]]:
+    """`measure` for each model (train.py overrides applied; `sized`: `sized_subject`, its
+    inputs `lengths[family]` tokens long), with `args`' placement, batch size, repeats, audit
+    examples, profile and constraint."""
+    rows: list[dict] = []
+    for name in models:
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            cfg = compose(
+                "train",
+                overrides=[
+                    f"model={name}",
+                    f"constraint={args.constraint}",
+                    f"paths.output_dir={tempfile.mkdtemp()}",
+                    *overrides,
+                ],
+            )
+        L.seed_everything(cfg.seed, verbose=False)
+        family = str(cfg.model.family)
+        model, vocab, pad_id, examples, initial = (
+            sized_subject(cfg, args.examples, (lengths or {}).get(family))
+            if sized
+            else tiny_subject(cfg, args.examples)
+        )
+        transform = build_constraint(cfg.constraint)
+        transform.apply(model, cfg.model)
+        model.to(args.placement.torch_device).eval()
+        run_kinds = [*kinds, *(["audit"] if args.audit_examples > 0 else [])]
+        rows += measure(name, model, transform, pad_id, examples, vocab, initial, args, run_kinds)
+        del model
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["tiny_t5", "tiny_pythia"])
@@ -381,6 +439,13 @@ def main() -> None:
     )
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--gpu-sizes", action="store_true")
+    parser.add_argument(
+        "--attacks",
+        nargs="+",
+        choices=KINDS,
+        default=None,
+        help="default: hotflip gcg uat (with --gpu-sizes: hotflip gcg)",
+    )
     parser.add_argument("overrides", nargs="*", help="train.py config overrides")
     args = parser.parse_args()
     args.placement = Placement(args.device, args.precision)
@@ -394,49 +459,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     register_configs()
-    rows: list[dict] = []
-    for name in GPU_SIZES if args.gpu_sizes else args.models:
-        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-            cfg = compose(
-                "train",
-                overrides=[
-                    f"model={name}",
-                    f"constraint={args.constraint}",
-                    f"paths.output_dir={tempfile.mkdtemp()}",
-                    *args.overrides,
-                ],
-            )
-        L.seed_everything(cfg.seed, verbose=False)
-        if args.gpu_sizes:
-            local = Path(str(cfg.model.name_or_path)).expanduser().is_dir()
-            config = (
-                load_model_config(cfg.model, None)
-                if local
-                else AutoConfig.for_model(**GPU_SIZES[name])
-            )
-            cfg.model.pretrained = False
-            model = load_model(cfg.model, config)
-            mask = torch.zeros(model.get_input_embeddings().weight.shape[0], dtype=torch.bool)
-            mask[2 : REAL_VOCAB[name]] = True
-            vocab, pad_id = CandidateVocabulary(mask, {}), int(config.pad_token_id or 0)
-            examples = random_examples(
-                config.is_encoder_decoder, vocab, args.examples, torch.Generator().manual_seed(0)
-            )
-            initial = int(vocab.ids[0])
-        else:
-            tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
-            model = load_model(cfg.model, load_model_config(cfg.model, tokenizer))
-            vocab = candidate_vocabulary(tokenizer, model.get_input_embeddings().weight.shape[0])
-            pad_id, examples = tokenizer.pad_token_id, tiny_examples(cfg, tokenizer, args.examples)
-            the = tokenizer(" the", add_special_tokens=False)["input_ids"]
-            initial = the[0] if len(the) == 1 and vocab.mask[the[0]] else int(vocab.ids[0])
-        transform = build_constraint(cfg.constraint)
-        transform.apply(model, cfg.model)
-        model.to(device).eval()
-        kinds = ["hotflip", "gcg"] if args.gpu_sizes else ["hotflip", "gcg", "uat"]
-        kinds += ["audit"] if args.audit_examples > 0 else []
-        rows += measure(name, model, transform, pad_id, examples, vocab, initial, args, kinds)
-        del model
+    kinds = args.attacks or (["hotflip", "gcg"] if args.gpu_sizes else list(KINDS))
+    models = SIZED_MODELS if args.gpu_sizes else args.models
+    rows = attack_rows(models, args, args.overrides, kinds, sized=args.gpu_sizes)
     print(
         f"device={device} precision={args.precision} autocast={args.placement.autocast_dtype} "
         f"constraint={args.constraint} "

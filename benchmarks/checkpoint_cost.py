@@ -38,7 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from monolm.config.schema import register_configs
+from monolm.training.callbacks import StepCheckpoint
 from monolm.training.checkpoint_io import load_checkpoint
 from monolm.training.run import prepare
 
@@ -54,8 +55,9 @@ MB = 1e6
 BYTES_PER_PARAM = 12  # fp32 master weights + AdamW exp_avg + exp_avg_sq (bf16-mixed keeps fp32)
 # Total parameters as published: Pythia model cards (huggingface.co/EleutherAI/pythia-*,
 # "Naming convention and parameter count" table); t5-base: 222,903,552 (HF T5ForConditional-
-# Generation, tied embeddings). Each equals a count of the published config built on the meta
-# device (transformers 5.23); conf/model/<name>.yaml of these has no architecture to build.
+# Generation, tied embeddings). Each equals a count of the option's published architecture
+# (conf/model/<name>.yaml `published`) built on the meta device: tests/test_published_
+# architectures.py checks it. benchmarks/gpu_suite.sh measures pythia_1.4b's for real.
 PUBLISHED = {
     "t5_base": 222_903_552,
     "pythia_410m": 405_334_016,
@@ -91,7 +93,16 @@ def timed(fn: Any, *args: Any, **kwargs: Any) -> float:
     return time.perf_counter() - start
 
 
-def measure_model(model: str, root: Path, repeats: int) -> dict[str, Any]:
+def measure_model(
+    model: str,
+    root: Path,
+    repeats: int,
+    overrides: Sequence[str] = (),
+    fit_saves: bool = True,
+) -> dict[str, Any]:
+    """Save, fsync, load and serialise times of the checkpoint of a 2-step run of `model` (with
+    train.py `overrides`). `fit_saves=False`: the run's own final save is skipped (the files
+    per save are then not counted): a large model's fit need not write it twice over."""
     run_dir = Path(tempfile.mkdtemp(dir=root, prefix=f"{model}-"))
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(
@@ -106,16 +117,20 @@ def measure_model(model: str, root: Path, repeats: int) -> dict[str, Any]:
                 "callbacks.checkpoint_every_n_steps=1000000",
                 "data.batch_size=4",
                 f"paths.output_dir={run_dir}",
+                *overrides,
             ],
         )
     setup = prepare(cfg)
     trainer = setup.trainer
+    if not fit_saves:
+        trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, StepCheckpoint)]
     trainer.fit(setup.module, datamodule=setup.datamodule)
     # All written by the final-step save (no periodic ones): the stop-signal save's file count
-    files_per_save = len(list((run_dir / "checkpoints").glob("*.ckpt")))
+    files_per_save = len(list((run_dir / "checkpoints").glob("*.ckpt"))) if fit_saves else None
     path = run_dir / "bench.ckpt"
     times: dict[str, list[float]] = {"save": [], "fsync": [], "load": [], "serialise": []}
     for _ in range(repeats):
+        path.unlink(missing_ok=True)  # a new file each time (and one copy on disk at most)
         # weights_only=False: what ModelCheckpoint passes (full training state)
         times["save"].append(timed(trainer.save_checkpoint, path, weights_only=False))
         times["fsync"].append(timed(evict, path))
@@ -128,6 +143,7 @@ def measure_model(model: str, root: Path, repeats: int) -> dict[str, Any]:
     n_params = sum(t.numel() for t in setup.module.model.parameters())
     med = {k: statistics.median(v) for k, v in times.items()}
     size = path.stat().st_size
+    path.unlink()
     mb = size / MB
     return {
         "model": model,

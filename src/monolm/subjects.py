@@ -153,6 +153,7 @@ def _plain_model_cfg(
     cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), base)
     cfg.name = Path(source).name or source
     cfg.name_or_path, cfg.architecture, cfg.pretrained, cfg.tokenizer = source, None, True, None
+    cfg.published = None  # a directory or hub id brings its own config.json
     return cfg
 
 

@@ -42,8 +42,12 @@ class ModelConfig:
     family: str = MISSING  # causal | seq2seq
     name_or_path: str | None = None  # Hugging Face hub id or local directory
     revision: str | None = None
-    pretrained: bool = True  # false: architecture from name_or_path's config, random weights
+    pretrained: bool = True  # false: random weights (on `published` offline, else the hub config)
     architecture: dict[str, Any] | None = None  # build from config with no download
+    # A real option's architecture as its hub config.json publishes it (vocabulary and special
+    # token ids included): what pretrained=false builds from, offline. Pretrained weights bring
+    # their own config and never read it.
+    published: dict[str, Any] | None = None
     tokenizer: str | None = None  # hub id / local dir; "bundled" builds the project tokenizer
     trust_remote_code: bool = False
     ffn: FFNLayout = field(default_factory=FFNLayout)

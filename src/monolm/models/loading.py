@@ -3,6 +3,16 @@
 Hub ids and local directories go through the same `from_pretrained` calls, so a model saved with
 `save_pretrained` loads exactly like the hub model it stands in for. Weights are always loaded in
 fp32: mixed precision happens in autocast, never in the stored parameters.
+
+Where the architecture comes from:
+
+- `model.architecture` (the tiny options): built from those values, the vocabulary and special
+  tokens from the tokenizer;
+- pretrained weights (`model.pretrained=true`, a hub id or a local directory): the config that
+  comes with them (`from_pretrained`);
+- random weights of a real option (`model.pretrained=false`): `model.published`, the values its
+  hub config.json publishes (vocabulary size included), with no download and no tokenizer
+  needed; a local directory in `model.name_or_path` brings its own config.json instead.
 """
 
 from __future__ import annotations
@@ -63,9 +73,63 @@ def load_tokenizer(model_cfg: Any, cache_dir: str | Path) -> PreTrainedTokenizer
     return tokenizer
 
 
-def load_model_config(model_cfg: Any, tokenizer: PreTrainedTokenizerBase) -> PretrainedConfig:
-    """The architecture config (cheap: no weights), used to validate lengths before loading."""
+def _is_local_dir(source: str | None) -> bool:
+    return source is not None and Path(source).expanduser().is_dir()
+
+
+def builds_from_published(model_cfg: Any) -> bool:
+    """Random weights on the published architecture, offline (module docstring)."""
+    return (
+        model_cfg.architecture is None
+        and not model_cfg.pretrained
+        and model_cfg.get("published") is not None
+        and not _is_local_dir(model_cfg.name_or_path)
+    )
+
+
+def _published_config(
+    model_cfg: Any, tokenizer: PreTrainedTokenizerBase | None
+) -> PretrainedConfig:
+    """The option's published architecture. Its vocabulary size stands (the embedding is the
+    real model's, whatever tokenizer feeds it); a tokenizer's special token ids replace the
+    published ones, since they are what its data holds."""
+    values = dict(model_cfg.published)
+    model_type = values.pop("model_type", None)
+    if model_type is None or "vocab_size" not in values:
+        raise UserError(
+            f"model.published of '{model_cfg.name}' needs a model_type and a vocab_size "
+            f"(has {sorted(model_cfg.published)})"
+        )
+    if tokenizer is not None:
+        if len(tokenizer) > values["vocab_size"]:
+            raise UserError(
+                f"model '{model_cfg.name}': the tokenizer has {len(tokenizer)} tokens, more than "
+                f"model.published.vocab_size={values['vocab_size']} embedding rows"
+            )
+        values["pad_token_id"] = tokenizer.pad_token_id
+        values["eos_token_id"] = tokenizer.eos_token_id
+        if model_cfg.family == "seq2seq":
+            values["decoder_start_token_id"] = tokenizer.pad_token_id
+        else:
+            bos = tokenizer.bos_token_id
+            values["bos_token_id"] = tokenizer.eos_token_id if bos is None else bos
+    try:
+        return AutoConfig.for_model(model_type, **values)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"model.published of '{model_cfg.name}': {exc}") from exc
+
+
+def load_model_config(
+    model_cfg: Any, tokenizer: PreTrainedTokenizerBase | None
+) -> PretrainedConfig:
+    """The architecture config (cheap: no weights), used to validate lengths before loading.
+    `tokenizer` may be None only where the vocabulary does not come from it (published
+    architectures, the benchmarks' synthetic batches)."""
+    if builds_from_published(model_cfg):
+        return _published_config(model_cfg, tokenizer)
     if model_cfg.architecture is not None:
+        if tokenizer is None:
+            raise UserError(f"model '{model_cfg.name}' takes its vocabulary from its tokenizer")
         arch = dict(model_cfg.architecture)
         model_type = arch.pop("model_type", None)
         if model_type is None:
@@ -87,7 +151,11 @@ def load_model_config(model_cfg: Any, tokenizer: PreTrainedTokenizerBase) -> Pre
         config = AutoConfig.from_pretrained(model_cfg.name_or_path, **_hub_kwargs(model_cfg))
     except (OSError, ValueError) as exc:
         raise _unloadable("model config", model_cfg.name_or_path, exc) from exc
-    if getattr(config, "pad_token_id", None) is None and not config.is_encoder_decoder:
+    if (
+        tokenizer is not None
+        and getattr(config, "pad_token_id", None) is None
+        and not config.is_encoder_decoder
+    ):
         # TinyLlama and Pythia ship no pad token: the tokenizer's (EOS) is written into the
         # config too, which batched sequence classification and generation read
         config.pad_token_id = tokenizer.pad_token_id

@@ -105,6 +105,7 @@ _ADDED_DATASET_KEYS = (
 )
 ADDED_KEYS: dict[str, Any] = {
     "adapter.name": "none",
+    "model.published": None,  # the tiny options (and any model with no published architecture)
     **{  # their schema defaults, read from the schema so the two cannot drift apart
         f"dataset.{f.name}": f.default_factory() if f.default is MISSING_FIELD else f.default
         for f in dataclasses.fields(DatasetConfig)
@@ -113,13 +114,27 @@ ADDED_KEYS: dict[str, Any] = {
 }
 
 
+# `model.published` (a real option's architecture as its hub config publishes it) builds the
+# model only with random weights (model.pretrained=false). Pretrained weights bring their own
+# config and never read it: it is left out then, so every pretrained run recorded before the
+# key existed keeps its identity. With pretrained=false it defines the model and counts. (A run
+# recorded before it with pretrained=false on a real option took the hub's config at run time,
+# which its config does not hold: resuming one is refused, naming the model.published keys.)
+PUBLISHED = "model.published"
+
+
+def _left_out(key: str, value: Any, flat: Mapping[str, Any]) -> bool:
+    if key in ADDED_KEYS and value == ADDED_KEYS[key]:
+        return True
+    return _under(key, [PUBLISHED]) and flat.get("model.pretrained", True) is not False
+
+
 def effective(config: Mapping[str, Any]) -> dict[str, Any]:
     """The flattened config with the schedule horizon as training uses it (and without the
-    `ADDED_KEYS` at their old meaning)."""
+    `ADDED_KEYS` at their old meaning, nor a published architecture that takes no part)."""
+    everything = flatten(config)
     flat = {
-        key: value
-        for key, value in flatten(config).items()
-        if key not in ADDED_KEYS or value != ADDED_KEYS[key]
+        key: value for key, value in everything.items() if not _left_out(key, value, everything)
     }
     if flat.get(SCHEDULE_HORIZON) is None:
         steps = flat.get("trainer.max_steps")
