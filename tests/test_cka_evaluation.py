@@ -118,17 +118,24 @@ def test_the_values_are_debiased_linear_cka_of_the_runs_hidden_states(
 
 
 @pytest.mark.slow
-def test_a_t5_is_compared_on_its_encoder_and_decoder_layers(tmp_path: Path) -> None:
-    result = run_script(
-        "evaluate.py", "model=tiny_t5", "task=[cka]", "task.cka.dataset=tiny_summarization",
-        "task.cka.max_examples=16", "cka.against=[tiny_flan_t5]", RESAMPLES,
-        f"hydra.run.dir={tmp_path}",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    (comparison,) = json.loads((tmp_path / "cka.json").read_text())["comparisons"]
+def test_a_t5_is_compared_on_its_encoder_and_decoder_layers_the_same_way_twice(
+    tmp_path: Path,
+) -> None:
+    found = []
+    for attempt in ("first", "second"):
+        result = run_script(
+            "evaluate.py", "model=tiny_t5", "task=[cka]", "task.cka.dataset=tiny_summarization",
+            "task.cka.max_examples=16", "cka.against=[tiny_flan_t5]", RESAMPLES,
+            f"hydra.run.dir={tmp_path / attempt}",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        found.append(json.loads((tmp_path / attempt / "cka.json").read_text()))
+    (comparison,) = found[0]["comparisons"]
     layers = [d["layer"] for d in comparison["diagonal"]]
     assert any(n.startswith("encoder.") for n in layers)
     assert any(n.startswith("decoder.") for n in layers)  # the targets, by teacher forcing
+    assert found[0]["comparisons"] == found[1]["comparisons"]  # same seed and config: same numbers
+    assert found[0]["subjects"] == found[1]["subjects"]
 
 
 def test_a_missing_against_fails_in_one_line_before_any_model_loads(tmp_path: Path) -> None:

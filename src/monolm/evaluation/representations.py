@@ -99,7 +99,8 @@ def subject_labels(names: list[str], run_dirs: set[str]) -> dict[str, str]:
     (`runs/x/none/s0/train`, `runs/x/mono/s0/train` -> `none/s0`, `mono/s0`); any other
     subject: its last part (`EleutherAI/pythia-70m` -> `pythia-70m`), or its whole name when
     that is taken."""
-    runs = [Path(n).parts for n in names if n in run_dirs]
+    run_names = [n for n in names if n in run_dirs]
+    runs = [Path(n).parts for n in run_names]
     shared = 0
     while len(runs) > 1 and all(len(p) > shared + 1 for p in runs):
         if len({p[-1 - shared] for p in runs}) > 1:
@@ -109,8 +110,7 @@ def subject_labels(names: list[str], run_dirs: set[str]) -> dict[str, str]:
     depth = 1
     while len({p[-depth:] for p in trimmed}) < len(trimmed) and depth < max(map(len, trimmed)):
         depth += 1
-    labels = {n: "/".join(p[-depth:]) for n, p in zip([n for n in names if n in run_dirs], trimmed,
-                                                         strict=True)}  # fmt: skip
+    labels = {n: "/".join(p[-depth:]) for n, p in zip(run_names, trimmed, strict=True)}
     for name in names:
         if name not in run_dirs:
             short = Path(name).name or name
@@ -326,11 +326,12 @@ def run_cka(task: PlannedTask, ctx: TaskContext, progress: Any) -> TaskResult:
     evaluated = plan.labels[ctx.subject.ref.name]
     inputs = read_inputs(task, ctx.subject.family, ctx.subject.seed)
     comparisons = plan.comparisons(evaluated)
-    needed = {c.a for c in comparisons} | {c.b for c in comparisons}
+    # the evaluated subject first, then in the order named (one load each, a fixed order)
+    needed = list(dict.fromkeys([evaluated, *(n for c in comparisons for n in (c.a, c.b))]))
     progress.reset(total=len(needed) + len(comparisons))
     grams: dict[str, Grams] = {}
     identities: dict[str, Any] = {}
-    for label in sorted(needed, key=lambda name: name != evaluated):
+    for label in needed:
         progress.set_description(f"{task.name}: representations of {label}")
         if label == evaluated:
             subject = ctx.subject  # also when cka.against or a floor names it
@@ -339,8 +340,7 @@ def run_cka(task: PlannedTask, ctx: TaskContext, progress: Any) -> TaskResult:
             subject.model.to(plan.device)
         grams[label] = Grams.of(representations(subject, inputs, ctx, settings), plan.device)
         identities[label] = subject.record()
-        if subject is not ctx.subject:
-            del subject
+        del subject  # another subject's weights are freed before the next one loads
         progress.update(1)
     results = []
     for comparison in comparisons:
