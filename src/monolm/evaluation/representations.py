@@ -31,7 +31,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ from monolm.subjects import Subject, SubjectRef, load_subject, resolve_target
 CKA_RECORD = "cka.json"
 LAYERS_FIGURE = "cka-layers.png"
 ESTIMATOR = "debiased linear CKA (U-statistic HSIC), float64, column-centred features"
+CPU = torch.device("cpu")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
 
@@ -82,7 +83,7 @@ class CkaPlan:
     labels: dict[str, str]  # every subject as given (the evaluated ones too) -> label
     cache_dir: str
     config: dict[str, Any]  # evaluate's resolved config: cka.json records it
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    device: torch.device  # where the other subjects load and the grams are computed
 
     def comparisons(self, evaluated: str) -> list[Comparison]:
         pairs = [Comparison(evaluated, other) for other in self.against if other != evaluated]
@@ -118,9 +119,15 @@ def subject_labels(names: list[str], run_dirs: set[str]) -> dict[str, str]:
     return labels
 
 
-def plan_cka(cfg: DictConfig, conf_dir: Path, evaluated: list[SubjectRef]) -> CkaPlan | None:
+def plan_cka(
+    cfg: DictConfig,
+    conf_dir: Path,
+    evaluated: list[SubjectRef],
+    device: torch.device = CPU,
+) -> CkaPlan | None:
     """Check the `cka` settings against the tasks selected and resolve the subjects they name
-    (cheap: no weights); None when no `cka` task is selected."""
+    (cheap: no weights); None when no `cka` task is selected. `device`: where the other
+    subjects load and the gram matrices are computed."""
     settings: CkaConfig = OmegaConf.to_object(cfg.cka)
     selected = [name for name, task in cfg.task.items() if task.kind == "cka"]
     if not selected:
@@ -171,6 +178,7 @@ def plan_cka(cfg: DictConfig, conf_dir: Path, evaluated: list[SubjectRef]) -> Ck
         labels,
         str(cfg.paths.cache_dir),
         OmegaConf.to_container(cfg, resolve=True),
+        device,
     )
 
 

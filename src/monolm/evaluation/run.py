@@ -86,9 +86,8 @@ def evaluate(cfg: DictConfig, conf_dir: Path) -> list[Path]:
     check_measurement_settings(cfg)
     placement = placement_of(cfg)
     plans = plan_subjects(cfg, conf_dir)
-    cka = plan_cka(cfg, conf_dir, [ref for ref, _ in plans if isinstance(ref, SubjectRef)])
-    if cka is not None:
-        cka.device = placement.torch_device
+    refs = [ref for ref, _ in plans if isinstance(ref, SubjectRef)]
+    cka = plan_cka(cfg, conf_dir, refs, placement.torch_device)
     out_root = Path(cfg.paths.output_dir)
     written = []
     for ref, tasks in plans:
